@@ -1,0 +1,38 @@
+"""Opaque page tokens for List RPCs.
+
+A token only says where the previous page ended. The tenant filter always
+comes from the caller's principal, never from the token, so a forged token
+can skip rows of the caller's own listing but never reveal anybody else's.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+from aisuper.platform.errors import InvalidArgument
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+def page_size(requested: int) -> int:
+    return DEFAULT_PAGE_SIZE if requested <= 0 else min(requested, MAX_PAGE_SIZE)
+
+
+def encode_token(after: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": after}).encode()).decode().rstrip("=")
+
+
+def decode_token(token: str) -> str | None:
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        after = json.loads(raw)["after"]
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise InvalidArgument.field("page_token", "not a token this service issued") from None
+    if not isinstance(after, str):
+        raise InvalidArgument.field("page_token", "not a token this service issued")
+    return after

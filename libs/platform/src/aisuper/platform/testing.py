@@ -1,0 +1,133 @@
+"""Pytest fixtures shared by every service's tests (a pytest plugin).
+
+One setting switches engines: with `AISUPER_TEST_KAFKA_BOOTSTRAP` the tests use
+that broker (CI: real Apache Kafka), otherwise they start an embedded one
+(`AISUPER_TEST_BROKER` = auto | apache-kafka | tansu). With
+`AISUPER_TEST_POSTGRES_URL` (a server's admin URL) every test gets its own
+PostgreSQL database, otherwise its own SQLite file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import pytest
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from aisuper.platform.embedded.broker import BrokerPreference, start_embedded_broker_sync
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TestBroker:
+    bootstrap: str
+    kind: str  # apache-kafka | tansu
+
+    @property
+    def idempotence(self) -> bool:
+        return self.kind != "tansu"
+
+    @property
+    def is_apache_kafka(self) -> bool:
+        return self.kind == "apache-kafka"
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestBroker]:
+    external = os.environ.get("AISUPER_TEST_KAFKA_BOOTSTRAP")
+    if external:
+        yield TestBroker(external, os.environ.get("AISUPER_TEST_BROKER_KIND", "apache-kafka"))
+        return
+    prefer = cast(BrokerPreference, os.environ.get("AISUPER_TEST_BROKER", "auto"))
+    embedded = start_embedded_broker_sync(tmp_path_factory.mktemp("broker"), prefer=prefer)
+    try:
+        yield TestBroker(embedded.bootstrap, embedded.kind)
+    finally:
+        embedded.stop_sync()
+
+
+@pytest.fixture
+async def database_url(tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database for one test."""
+    admin_url = os.environ.get("AISUPER_TEST_POSTGRES_URL")
+    if not admin_url:
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+        return
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as connection:
+        await connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield str(sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False))
+    finally:
+        async with admin.connect() as connection:
+            await connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], *, within_s: float = 10.0, every_s: float = 0.02
+) -> T:
+    """Polls `probe` until it returns something truthy; fails the test after `within_s`."""
+    deadline = time.monotonic() + within_s
+    while True:
+        result = await probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {within_s}s")
+        await asyncio.sleep(every_s)
+
+
+async def read_topic(
+    broker: TestBroker,
+    topic: str,
+    *,
+    until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
+    within_s: float = 20.0,
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Reads `topic` from the beginning until `until(records)` holds."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=broker.bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=50,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        deadline = time.monotonic() + within_s
+        while not until(records):
+            if time.monotonic() > deadline:
+                pytest.fail(f"{topic}: expected records not seen within {within_s}s")
+            batches: dict[Any, list[ConsumerRecord[bytes, bytes]]] = await consumer.getmany(
+                timeout_ms=200
+            )
+            for batch in batches.values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
+    for key, value in record.headers or ():
+        if key == name:
+            return value.decode()
+    return None
