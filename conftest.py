@@ -1,1 +1,1 @@
-pytest_plugins = ["aisuper.platform.testing"]
+pytest_plugins = ["aisuper.platform.testing", "identity_harness"]

@@ -1,0 +1,1 @@
+"""The ``aisuper`` command line: run the local platform and use it."""

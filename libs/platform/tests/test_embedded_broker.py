@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -16,6 +14,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from aisuper.platform.embedded import (
     EmbeddedBroker,
@@ -28,6 +27,7 @@ from aisuper.platform.embedded import (
 from aisuper.platform.embedded.broker import pid_alive
 from aisuper.platform.topics import (
     TopicsFileError,
+    TopicSpec,
     apply_topics,
     find_topics_file,
     load_topics,
@@ -160,6 +160,25 @@ async def test_apache_kafka_roundtrip_and_restart(tmp_path: Path) -> None:
         assert time.monotonic() - started < 60
         assert (tmp_path / "kafka.log").is_file()
         await _check_broker(broker, tmp_path, idempotent=True)
+
+        # A config the broker rejects degrades to the core configs instead of failing.
+        odd = TopicSpec(
+            name="demo.odd-configs",
+            partitions=2,
+            retention_ms=3_600_000,
+            configs={"no.such.config": "x"},
+        )
+        await apply_topics(broker.bootstrap, [odd])
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        await admin.start()
+        try:
+            [response] = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, odd.name, {"retention.ms": None})]
+            )
+        finally:
+            await admin.close()
+        entries = {entry[0]: entry[1] for entry in response.resources[0][4]}
+        assert entries["retention.ms"] == "3600000"
     finally:
         await _stop_and_check_gone(broker, tmp_path)
 
@@ -206,42 +225,42 @@ async def test_auto_falls_back_to_tansu_without_classpath(
 # --- the CLI entry point -------------------------------------------------------------------------
 
 
-def test_module_entry_point_runs_until_sigterm(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aisuper.platform.embedded",
-            "--data-dir",
-            str(tmp_path),
-            "--kind",
-            "tansu",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+async def test_module_entry_point_runs_until_sigterm(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aisuper.platform.embedded",
+        "--data-dir",
+        str(tmp_path),
+        "--kind",
+        "tansu",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()  # blocks until the broker is ready (or the CLI dies)
-        assert line, proc.stderr.read() if proc.stderr else "no output"
+        async with asyncio.timeout(60):
+            line = await proc.stdout.readline()  # the JSON line, once the broker is ready
+        assert line, (await proc.stderr.read()).decode() if proc.stderr else "no output"
         info = json.loads(line)
         assert info["kind"] == "tansu"
         assert info["bootstrap"].startswith("127.0.0.1:")
         assert pid_alive(info["pid"])
         assert read_pid_file(tmp_path) == info["pid"]
+        attached = EmbeddedBroker.attach(tmp_path)
+        assert attached is not None
+        assert attached.info() == info
 
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-        deadline = time.monotonic() + 10
-        while pid_alive(info["pid"]):
-            assert time.monotonic() < deadline, "broker still running after the CLI exited"
-            time.sleep(0.05)
+        async with asyncio.timeout(30):
+            assert await proc.wait() == 0
+        await _eventually(lambda: not pid_alive(info["pid"]), 10, "broker gone after the CLI")
         assert read_pid_file(tmp_path) is None
+        assert EmbeddedBroker.attach(tmp_path) is None
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 # --- topics.yaml ---------------------------------------------------------------------------------

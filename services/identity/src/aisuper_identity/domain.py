@@ -19,19 +19,19 @@ KEY_ID_LENGTH = 16
 SECRET_BYTES = 32  # 256 random bits
 
 #: How much each org role may do; a credential never mints a stronger one.
-ROLE_RANK = {
+ROLE_RANK: dict[int, int] = {
     identity_pb2.ROLE_VIEWER: 1,
     identity_pb2.ROLE_DEVELOPER: 2,
     identity_pb2.ROLE_ORG_ADMIN: 3,
     identity_pb2.ROLE_OPERATOR: 4,
 }
-ROLE_BY_NAME = {
+ROLE_BY_NAME: dict[str, int] = {
     "viewer": identity_pb2.ROLE_VIEWER,
     "developer": identity_pb2.ROLE_DEVELOPER,
     "org_admin": identity_pb2.ROLE_ORG_ADMIN,
     "operator": identity_pb2.ROLE_OPERATOR,
 }
-ROLE_NAME = {value: name for name, value in ROLE_BY_NAME.items()}
+ROLE_NAME: dict[int, str] = {value: name for name, value in ROLE_BY_NAME.items()}
 
 
 @dataclass(frozen=True)

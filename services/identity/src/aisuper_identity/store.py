@@ -11,7 +11,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col
 
 from aisuper.platform.db import utc_column
 
@@ -86,16 +86,16 @@ async def get_organization(
 async def list_organizations(
     *, session: AsyncSession, org_id: str | None, after: str | None, limit: int
 ) -> Sequence[Organization]:
-    query = sa.select(Organization).order_by(Organization.id).limit(limit)  # type: ignore[arg-type]
+    query = sa.select(Organization).order_by(col(Organization.id)).limit(limit)
     if org_id is not None:
-        query = query.where(Organization.id == org_id)
+        query = query.where(col(Organization.id) == org_id)
     if after is not None:
-        query = query.where(Organization.id > after)  # type: ignore[arg-type]
+        query = query.where(col(Organization.id) > after)
     return (await session.execute(query)).scalars().all()
 
 
 async def platform_organization(*, session: AsyncSession) -> Organization | None:
-    query = sa.select(Organization).where(Organization.is_platform == True)  # noqa: E712
+    query = sa.select(Organization).where(col(Organization.is_platform).is_(True))
     return (await session.execute(query)).scalars().first()
 
 
@@ -105,7 +105,7 @@ async def get_member(*, session: AsyncSession, org_id: str, member_id: str) -> M
 
 
 async def find_member_by_email(*, session: AsyncSession, org_id: str, email: str) -> Member | None:
-    query = sa.select(Member).where(Member.org_id == org_id, Member.email == email)
+    query = sa.select(Member).where(col(Member.org_id) == org_id, col(Member.email) == email)
     return (await session.execute(query)).scalars().first()
 
 
@@ -113,18 +113,17 @@ async def list_members(
     *, session: AsyncSession, org_id: str, after: str | None, limit: int
 ) -> Sequence[Member]:
     query = (
-        sa.select(Member)
-        .where(Member.org_id == org_id)
-        .order_by(Member.id)  # type: ignore[arg-type]
-        .limit(limit)
+        sa.select(Member).where(col(Member.org_id) == org_id).order_by(col(Member.id)).limit(limit)
     )
     if after is not None:
-        query = query.where(Member.id > after)  # type: ignore[arg-type]
+        query = query.where(col(Member.id) > after)
     return (await session.execute(query)).scalars().all()
 
 
 async def count_admins(*, session: AsyncSession, org_id: str, admin_role: int) -> int:
-    query = sa.select(sa.func.count()).where(Member.org_id == org_id, Member.role == admin_role)
+    query = sa.select(sa.func.count()).where(
+        col(Member.org_id) == org_id, col(Member.role) == admin_role
+    )
     return int((await session.execute(query)).scalar_one())
 
 
@@ -138,8 +137,8 @@ async def get_api_key_with_org(
 ) -> tuple[ApiKey, Organization] | None:
     query = (
         sa.select(ApiKey, Organization)
-        .join(Organization, Organization.id == ApiKey.org_id)  # type: ignore[arg-type]
-        .where(ApiKey.id == key_id)
+        .join(Organization, col(Organization.id) == col(ApiKey.org_id))
+        .where(col(ApiKey.id) == key_id)
     )
     row = (await session.execute(query)).first()
     return (row[0], row[1]) if row is not None else None
@@ -154,15 +153,12 @@ async def list_api_keys(
     include_revoked: bool,
 ) -> Sequence[ApiKey]:
     query = (
-        sa.select(ApiKey)
-        .where(ApiKey.org_id == org_id)
-        .order_by(ApiKey.id)  # type: ignore[arg-type]
-        .limit(limit)
+        sa.select(ApiKey).where(col(ApiKey.org_id) == org_id).order_by(col(ApiKey.id)).limit(limit)
     )
     if not include_revoked:
-        query = query.where(ApiKey.revoked_at.is_(None))  # type: ignore[union-attr]
+        query = query.where(col(ApiKey.revoked_at).is_(None))
     if after is not None:
-        query = query.where(ApiKey.id > after)  # type: ignore[arg-type]
+        query = query.where(col(ApiKey.id) > after)
     return (await session.execute(query)).scalars().all()
 
 
@@ -170,9 +166,9 @@ async def live_keys_of_member(
     *, session: AsyncSession, org_id: str, member_id: str
 ) -> Sequence[ApiKey]:
     query = sa.select(ApiKey).where(
-        ApiKey.org_id == org_id,
-        ApiKey.member_id == member_id,
-        ApiKey.revoked_at.is_(None),  # type: ignore[union-attr]
+        col(ApiKey.org_id) == org_id,
+        col(ApiKey.member_id) == member_id,
+        col(ApiKey.revoked_at).is_(None),
     )
     return (await session.execute(query)).scalars().all()
 
@@ -181,7 +177,7 @@ async def signing_keys(*, session: AsyncSession, now: datetime) -> Sequence[Sign
     """Keys still in the JWKS, newest first."""
     query = (
         sa.select(SigningKey)
-        .where(SigningKey.retire_at > now)  # type: ignore[arg-type]
-        .order_by(SigningKey.created_at.desc())  # type: ignore[attr-defined]
+        .where(col(SigningKey.retire_at) > now)
+        .order_by(col(SigningKey.created_at).desc())
     )
     return (await session.execute(query)).scalars().all()

@@ -15,7 +15,8 @@ from typing import Any
 
 from sqlalchemy import Column, DateTime, Dialect, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext import asyncio as sa_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlalchemy.types import TypeDecorator
 
@@ -23,7 +24,8 @@ AFTER_COMMIT = "aisuper.after_commit"
 
 
 def _sqlite_engine(url: str, *, begin: str, pool_size: int) -> AsyncEngine:
-    engine = create_async_engine(
+    # Looked up at call time, so that tracing (which wraps it) sees every engine.
+    engine = sa_asyncio.create_async_engine(
         url,
         poolclass=AsyncAdaptedQueuePool,
         pool_size=pool_size,
@@ -62,7 +64,7 @@ class Database:
             self.engine = _sqlite_engine(url, begin="BEGIN IMMEDIATE", pool_size=1)
             self._read_engine = _sqlite_engine(url, begin="BEGIN", pool_size=pool_size)
         else:
-            self.engine = create_async_engine(
+            self.engine = sa_asyncio.create_async_engine(
                 url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
             self._read_engine = self.engine

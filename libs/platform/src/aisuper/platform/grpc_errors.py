@@ -42,12 +42,14 @@ def to_status(error: errors.DomainError) -> grpc.Status:
             )
         )
         status.details.append(detail)
-    return rpc_status.to_status(status)
+    converted: grpc.Status = rpc_status.to_status(status)
+    return converted
 
 
 def _field_path(violation: protovalidate.Violation) -> str:
     parts: list[str] = []
-    for element in violation.proto.field.elements:
+    path = violation.proto.field
+    for element in path.elements if path is not None else ():
         part = element.field_name
         subscript = element.subscript
         if subscript is not None:
@@ -69,7 +71,7 @@ def violations_error(violations: Sequence[protovalidate.Violation]) -> errors.In
 
 def bad_request_of(error: grpc.aio.AioRpcError | grpc.RpcError) -> dict[str, str]:
     """The field violations a status carries (for clients and tests)."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)  # type: ignore[arg-type, unused-ignore]
     found: dict[str, str] = {}
     for detail in status.details if status else ():
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):

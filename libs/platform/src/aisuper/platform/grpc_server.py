@@ -50,9 +50,11 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(details)
         if handler is None or details.method.startswith(("/grpc.health.", "/grpc.reflection.")):
             return handler
@@ -74,7 +76,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     async def _authenticate(self, context: grpc.aio.ServicerContext[Any, Any], public: bool) -> Any:
         # A credential, once presented, must be valid even on public calls:
         # silently ignoring a bad one would hide the caller's mistake.
-        credential = bearer_credential(context.invocation_metadata())
+        credential = bearer_credential(context.invocation_metadata())  # type: ignore[arg-type]
         if credential is None:
             if public:
                 return set_principal(None)

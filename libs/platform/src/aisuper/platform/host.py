@@ -44,9 +44,8 @@ class ServiceHost:
         self.started = asyncio.Event()
 
     async def database(self, url: str, *, migrations: Path) -> Database:
+        instrument_sqlalchemy()
         db = Database(url)
-        for engine in db.engines:
-            instrument_sqlalchemy(engine.sync_engine)
         await migrate(db, migrations)
         self._databases.append(db)
         return db
@@ -93,6 +92,7 @@ class ServiceHost:
                 max_attempts=settings.consumer_max_attempts,
                 retry_base_s=settings.consumer_retry_base_s,
                 fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+                session_timeout_ms=settings.kafka_session_timeout_ms,
             ).subscribe_all(self._subscriptions)
             await broker.start()
         producer = None

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from google.protobuf.message import Message
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from aisuper.platform.db import Database
 from aisuper.platform.errors import InvalidArgument
@@ -79,4 +80,6 @@ async def idempotent(
 
 
 async def purge_before(session: AsyncSession, cutoff: datetime) -> None:
-    await session.execute(sa.delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff))  # type: ignore[arg-type]
+    await session.execute(
+        sa.delete(IdempotencyRecord).where(col(IdempotencyRecord.created_at) < cutoff)
+    )

@@ -33,6 +33,8 @@ class ServiceSettings(BaseSettings):
     #: How long a consumer's fetch may wait for data; the fallback broker
     #: answers only after this, so it bounds event latency there.
     kafka_fetch_max_wait_ms: int = Field(default=100, ge=1, le=10_000)
+    #: A consumer group member is dropped after this long without heartbeats.
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1000, le=300_000)
     #: Topic definitions applied at start-up (empty: use infra/kafka/topics.yaml).
     topics_file: Path | None = None
     apply_topics: bool = True

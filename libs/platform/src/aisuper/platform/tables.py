@@ -63,7 +63,10 @@ class IdempotencyRecord(SQLModel, table=True):
     created_at: datetime = Field(sa_column=utc_column())
 
 
-PLATFORM_TABLES = (OutboxRecord.__table__, InboxRecord.__table__, IdempotencyRecord.__table__)
+PLATFORM_TABLES: tuple[sa.Table, ...] = tuple(
+    SQLModel.metadata.tables[str(model.__tablename__)]
+    for model in (OutboxRecord, InboxRecord, IdempotencyRecord)
+)
 
 
 def create_platform_tables() -> None:
@@ -72,4 +75,4 @@ def create_platform_tables() -> None:
 
     bind = op.get_bind()
     for table in PLATFORM_TABLES:
-        table.create(bind)  # type: ignore[attr-defined]
+        table.create(bind)

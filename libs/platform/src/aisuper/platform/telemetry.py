@@ -79,18 +79,22 @@ def configure_telemetry(
     return Telemetry(tracer_provider, meter_provider)
 
 
-def instrument_sqlalchemy(engine: object) -> None:
+def instrument_sqlalchemy() -> None:
+    """Traces every engine created from now on (idempotent)."""
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
-    # The instrumentation declares support below SQLAlchemy 2.1 only; its hooks
-    # (engine events) are unchanged in 2.1, and a test checks the spans appear.
-    SQLAlchemyInstrumentor().instrument(engine=engine, skip_dep_check=True)
+    instrumentor = SQLAlchemyInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        # The package declares support below SQLAlchemy 2.1 only; the hooks it
+        # uses (engine events, create_engine) are unchanged in 2.1, and a test
+        # checks that database spans appear.
+        instrumentor.instrument(skip_dep_check=True)
 
 
 def grpc_server_tracing() -> object:
     """The OpenTelemetry server interceptor, with health checks left out."""
-    return aio_server_interceptor(filter_=negate(health_check()))
+    return aio_server_interceptor(filter_=negate(health_check()))  # type: ignore[no-untyped-call]
 
 
 def grpc_client_tracing() -> Sequence[object]:
-    return list(aio_client_interceptors(filter_=negate(health_check())))
+    return list(aio_client_interceptors(filter_=negate(health_check())))  # type: ignore[no-untyped-call]

@@ -10,6 +10,7 @@ PostgreSQL database, otherwise its own SQLite file.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import time
 import uuid
@@ -21,6 +22,10 @@ from typing import Any, TypeVar, cast
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from aisuper.platform.embedded.broker import BrokerPreference, start_embedded_broker_sync
@@ -29,7 +34,7 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class TestBroker:
+class BrokerUnderTest:
     bootstrap: str
     kind: str  # apache-kafka | tansu
 
@@ -43,15 +48,15 @@ class TestBroker:
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestBroker]:
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerUnderTest]:
     external = os.environ.get("AISUPER_TEST_KAFKA_BOOTSTRAP")
     if external:
-        yield TestBroker(external, os.environ.get("AISUPER_TEST_BROKER_KIND", "apache-kafka"))
+        yield BrokerUnderTest(external, os.environ.get("AISUPER_TEST_BROKER_KIND", "apache-kafka"))
         return
     prefer = cast(BrokerPreference, os.environ.get("AISUPER_TEST_BROKER", "auto"))
     embedded = start_embedded_broker_sync(tmp_path_factory.mktemp("broker"), prefer=prefer)
     try:
-        yield TestBroker(embedded.bootstrap, embedded.kind)
+        yield BrokerUnderTest(embedded.bootstrap, embedded.kind)
     finally:
         embedded.stop_sync()
 
@@ -80,12 +85,16 @@ def unique(prefix: str = "t") -> str:
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T | None]], *, within_s: float = 10.0, every_s: float = 0.02
+    probe: Callable[[], Awaitable[T | None] | T | None],
+    *,
+    within_s: float = 10.0,
+    every_s: float = 0.02,
 ) -> T:
-    """Polls `probe` until it returns something truthy; fails the test after `within_s`."""
+    """Polls `probe` (sync or async) until it returns something truthy; fails after `within_s`."""
     deadline = time.monotonic() + within_s
     while True:
-        result = await probe()
+        outcome = probe()
+        result = await outcome if inspect.isawaitable(outcome) else outcome
         if result:
             return result
         if time.monotonic() > deadline:
@@ -94,7 +103,7 @@ async def eventually(
 
 
 async def read_topic(
-    broker: TestBroker,
+    broker: BrokerUnderTest,
     topic: str,
     *,
     until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
@@ -129,5 +138,18 @@ async def read_topic(
 def header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
     for key, value in record.headers or ():
         if key == name:
-            return value.decode()
+            return str(value.decode())
     return None
+
+
+@pytest.fixture(scope="session")
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Every span this test process finishes from now on (a global provider)."""
+    provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    if trace.get_tracer_provider() is not provider:
+        pytest.skip("another tracer provider was installed first in this process")
+    yield exporter
+    provider.shutdown()

@@ -224,8 +224,9 @@ async def apply_topics(
     """Create the topics of `specs` that do not exist yet, then wait until they have leaders.
 
     Idempotent: existing topics are left alone (a partition count that differs from the spec
-    is logged, not changed). When the broker rejects a topic's configs (Tansu may), the topic
-    is created without them and a warning says so.
+    is logged, not changed). When the broker rejects a topic's configs (Tansu or an older Kafka
+    may), it retries with only retention.ms and cleanup.policy, then with the broker's
+    defaults, and logs a warning naming the topic and the broker's error.
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import for_code

@@ -64,13 +64,25 @@ async def _run(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    try:
-        broker: EmbeddedBroker = await start_embedded_broker(
+    starting = asyncio.create_task(
+        start_embedded_broker(
             args.data_dir,
             port=args.port,
             prefer=cast(BrokerPreference, args.kind),
             startup_timeout=args.startup_timeout,
         )
+    )
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():  # SIGTERM/SIGINT while starting: cancel (kills the child)
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, BrokerStartError):
+            await starting
+        print("embedded broker: stopped before it was ready", file=sys.stderr)
+        return 0
+    stopping.cancel()
+    try:
+        broker: EmbeddedBroker = starting.result()
     except BrokerStartError as exc:
         print(f"embedded broker: {exc}", file=sys.stderr)
         return 1

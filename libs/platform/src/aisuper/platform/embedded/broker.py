@@ -108,13 +108,40 @@ class EmbeddedBroker:
             self._remove_pid_files()
 
     def _remove_pid_files(self) -> None:
-        if self.data_dir is None:
-            return
+        if self.data_dir is None or read_pid_file(self.data_dir) != self.pid:
+            return  # not ours (any more): leave another broker's files alone
         for name in (PID_FILE_NAME, INFO_FILE_NAME):
-            path = self.data_dir / name
-            with contextlib.suppress(FileNotFoundError, ValueError):
-                if name != PID_FILE_NAME or int(path.read_text().strip()) == self.pid:
-                    path.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                (self.data_dir / name).unlink()
+
+    @classmethod
+    def attach(cls, data_dir: Path) -> EmbeddedBroker | None:
+        """The broker running from `data_dir` (e.g. started by the CLI in the background), from
+        its ``broker.json``; None when there is none or it is no longer running. Use it to
+        stop a broker from another process: ``EmbeddedBroker.attach(d).stop_sync()``."""
+        from aisuper.platform.embedded.kafka import APACHE_KAFKA_LIMITS
+        from aisuper.platform.embedded.tansu import TANSU_LIMITS
+
+        data_dir = Path(data_dir)
+        try:
+            info = json.loads((data_dir / INFO_FILE_NAME).read_text())
+            kind, bootstrap, pid = info["kind"], str(info["bootstrap"]), int(info["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if kind not in ("apache-kafka", "tansu") or read_pid_file(data_dir) != pid:
+            return None
+        if not pid_alive(pid):
+            return None
+        limits = APACHE_KAFKA_LIMITS if kind == "apache-kafka" else TANSU_LIMITS
+        log_name = "kafka.log" if kind == "apache-kafka" else "tansu.log"
+        return cls(
+            kind=kind,
+            bootstrap=bootstrap,
+            pid=pid,
+            limits=list(limits),
+            data_dir=data_dir,
+            log_file=data_dir / log_name,
+        )
 
     async def __aenter__(self) -> Self:
         return self

@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -324,6 +325,7 @@ class ApacheKafka:
                 name="Apache Kafka",
                 log_files=[self.stdout_file, self.log_file],
             )
+            await _warm_up_group_coordinator(f"127.0.0.1:{port}", within=15.0)
         except BaseException:
             _kill_now(process)
             raise
@@ -339,6 +341,28 @@ class ApacheKafka:
         write_pid_files(broker)
         register_for_exit(broker)
         return broker
+
+
+async def _warm_up_group_coordinator(bootstrap: str, *, within: float) -> None:
+    """Have the broker create ``__consumer_offsets`` now (a FindCoordinator request does), so
+    the first consumer group joins without GroupCoordinatorNotAvailable retries. Best effort."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    deadline = time.monotonic() + within
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        while True:
+            try:
+                await admin.find_coordinator("aisuper-embedded-warm-up")
+                return
+            except Exception as exc:  # not ready yet
+                if time.monotonic() >= deadline:
+                    log.info("Kafka group coordinator not ready after %.0fs: %r", within, exc)
+                    return
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
 
 
 def _kill_now(process: subprocess.Popen[bytes]) -> None:

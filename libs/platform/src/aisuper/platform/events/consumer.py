@@ -67,11 +67,13 @@ class EventConsumers:
         max_attempts: int = 5,
         retry_base_s: float = 0.05,
         fetch_max_wait_ms: int = 100,
+        session_timeout_ms: int = 10_000,
     ) -> None:
         self._broker = broker
         self._max_attempts = max_attempts
         self._retry_base_s = retry_base_s
         self._fetch_max_wait_ms = fetch_max_wait_ms
+        self._session_timeout_ms = session_timeout_ms
 
     def subscribe(self, subscription: Subscription) -> None:
         known = {t.ce_type: t for t in subscription.types}
@@ -93,6 +95,8 @@ class EventConsumers:
                 subscription.topic,
                 group_id=subscription.group,
                 auto_offset_reset="earliest",
+                session_timeout_ms=self._session_timeout_ms,
+                heartbeat_interval_ms=max(100, self._session_timeout_ms // 5),
                 fetch_max_wait_ms=self._fetch_max_wait_ms,
                 ack_policy=AckPolicy.NACK_ON_ERROR,
                 title=subscription.name,

@@ -19,8 +19,8 @@ async def claim(session: AsyncSession, *, consumer: str, ce_id: str, topic: str)
         "topic": topic,
         "handled_at": datetime.now(UTC),
     }
-    table = InboxRecord.__table__
-    if session.bind.dialect.name == "postgresql":
+    table = InboxRecord.__table__  # type: ignore[attr-defined]
+    if session.get_bind().dialect.name == "postgresql":
         statement = postgresql.insert(table).values(values).on_conflict_do_nothing()
     else:
         statement = sqlite.insert(table).values(values).on_conflict_do_nothing()  # type: ignore[assignment]

@@ -23,6 +23,7 @@ from google.protobuf.message import Message
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlmodel import col
 
 from aisuper.platform.db import Database, after_commit
 from aisuper.platform.events.envelope import EventCatalog, encode_headers, headers_to_kafka
@@ -141,8 +142,8 @@ class OutboxRelay:
                 (
                     await session.execute(
                         sa.select(OutboxRecord)
-                        .where(OutboxRecord.published_at.is_(None))  # type: ignore[union-attr]
-                        .order_by(OutboxRecord.id)  # type: ignore[arg-type]
+                        .where(col(OutboxRecord.published_at).is_(None))
+                        .order_by(col(OutboxRecord.id))
                         .limit(self._batch_size)
                     )
                 )
@@ -156,7 +157,7 @@ class OutboxRelay:
         async with self._db.write() as session:
             await session.execute(
                 sa.update(OutboxRecord)
-                .where(OutboxRecord.id.in_([row.id for row in rows]))  # type: ignore[union-attr]
+                .where(col(OutboxRecord.id).in_([row.id for row in rows]))
                 .values(published_at=datetime.now(UTC))
             )
         return len(rows)
@@ -190,8 +191,8 @@ class OutboxRelay:
         async with self._db.write() as session:
             await session.execute(
                 sa.delete(OutboxRecord).where(
-                    OutboxRecord.published_at.is_not(None),  # type: ignore[union-attr]
-                    OutboxRecord.published_at < cutoff,  # type: ignore[operator]
+                    col(OutboxRecord.published_at).is_not(None),
+                    col(OutboxRecord.published_at) < cutoff,
                 )
             )
 

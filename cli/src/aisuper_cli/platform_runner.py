@@ -1,0 +1,532 @@
+"""Starting, supervising and stopping the local platform: a broker plus the services.
+
+Every process runs in its own session (process group), writes to ``<data-dir>/logs/<name>.log``
+and is recorded in ``<data-dir>/state.json`` (see `aisuper_cli.state`). The broker is the
+platform library's ``python -m aisuper.platform.embedded``; the services are their own
+``python -m`` entry points, configured by environment variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from aisuper.platform.embedded import APACHE_KAFKA_LIMITS, TANSU_LIMITS, select_broker_kind
+from aisuper.platform.embedded.broker import (
+    BrokerKind,
+    BrokerPreference,
+    free_port,
+    log_tail,
+    port_in_use,
+    spawn,
+    stop_pid,
+)
+from aisuper.platform.topics import TOPICS_FILE_ENV, find_topics_file
+from aisuper_cli.health import IDENTITY_SERVICE, SERVING, grpc_health
+from aisuper_cli.state import (
+    BrokerState,
+    Layout,
+    PlatformState,
+    ProcessRecord,
+    ServiceState,
+    load_state,
+    remove_state,
+    save_state,
+)
+
+BROKER_MODULE = "aisuper.platform.embedded"
+IDENTITY_MODULE = "aisuper_identity"
+HOST = "127.0.0.1"
+DEFAULT_STARTUP_TIMEOUT_S = 120.0
+#: Per process. Above the broker runner's own grace for its broker (20 s).
+DEFAULT_STOP_TIMEOUT_S = 30.0
+_POLL_S = 0.1
+
+
+class PlatformError(RuntimeError):
+    """A failure explained to the user (the CLI exits 1)."""
+
+
+class AlreadyRunning(PlatformError):
+    pass
+
+
+class PortInUse(PlatformError):
+    pass
+
+
+class StartupFailed(PlatformError):
+    """A process did not start; `log_file` has the details (its tail is in `tail`)."""
+
+    def __init__(self, message: str, *, process: str, log_file: Path) -> None:
+        super().__init__(message)
+        self.process = process
+        self.log_file = log_file
+        self.tail = log_tail(log_file, 40)
+
+
+def broker_limits(kind: str) -> tuple[str, ...]:
+    """What to know about the broker kind (the platform library's constants)."""
+    return TANSU_LIMITS if kind == "tansu" else APACHE_KAFKA_LIMITS
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    data_dir: Path
+    broker: BrokerPreference = "auto"
+    grpc_port_base: int = 50051
+    metrics_port_base: int = 9451
+    #: 0 = a free port.
+    broker_port: int = 9092
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT_S
+    detach: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What `up` is about to start, after every check passed."""
+
+    layout: Layout
+    options: UpOptions
+    broker_kind: BrokerKind
+    broker_reason: str
+    broker_port: int
+    grpc_port: int
+    metrics_port: int
+    topics_file: Path
+    #: A state file whose processes had all exited (removed).
+    stale: PlatformState | None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{HOST}:{self.broker_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{HOST}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{HOST}:{self.metrics_port}/metrics"
+
+
+class UpView(Protocol):
+    """How `up` reports progress (implemented with rich by `aisuper_cli.render`)."""
+
+    def planned(self, plan: Plan) -> None: ...
+    def step(self, key: str, text: str) -> None: ...
+    def done(self, key: str, text: str) -> None: ...
+    def finish(self) -> None: ...
+    def ready(self, plan: Plan, state: PlatformState, seconds: float) -> None: ...
+    def stopping(self, reason: str) -> None: ...
+    def stopped(self, stopped: list[tuple[str, int]]) -> None: ...
+
+
+@dataclass
+class Running:
+    plan: Plan
+    state: PlatformState
+    processes: dict[str, subprocess.Popen[bytes]]
+
+
+# --- checks ---------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def startup_lock(layout: Layout) -> Iterator[None]:
+    """Held while `up` starts, so two `up` on one data dir cannot race."""
+    layout.data_dir.mkdir(parents=True, exist_ok=True)
+    with layout.lock_file.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AlreadyRunning(
+                f"another `aisuper up` is starting the platform from {layout.data_dir}"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def running_state(layout: Layout) -> tuple[PlatformState | None, list[tuple[str, ProcessRecord]]]:
+    """The state file and those of its processes that still run."""
+    state = load_state(layout)
+    return state, (state.alive() if state is not None else [])
+
+
+def plan_up(options: UpOptions) -> Plan:
+    """Check that `up` can start (nothing runs from the data dir, ports free) and decide what."""
+    layout = Layout.of(options.data_dir)
+    state, alive = running_state(layout)
+    if alive:
+        pids = ", ".join(f"{name} pid {record.pid}" for name, record in alive)
+        raise AlreadyRunning(
+            f"the platform from {layout.data_dir} is already running ({pids}); "
+            f"see `aisuper status --data-dir {options.data_dir}`, "
+            f"stop it with `aisuper down --data-dir {options.data_dir}`"
+        )
+    if importlib.util.find_spec(IDENTITY_MODULE) is None:
+        raise PlatformError(
+            f"the identity service ({IDENTITY_MODULE}) is not installed in {sys.executable}"
+        )
+    try:
+        topics_file = find_topics_file()
+    except FileNotFoundError as exc:
+        raise PlatformError(str(exc)) from None
+
+    broker_kind: BrokerKind
+    if options.broker == "auto":
+        broker_kind, reason = select_broker_kind()
+    else:
+        broker_kind, reason = options.broker, "chosen with --broker"
+    broker_port = options.broker_port or free_port()
+    ports = {
+        "broker": (broker_port, "--broker-port"),
+        "identity gRPC": (options.grpc_port_base, "--grpc-port-base"),
+        "identity metrics": (options.metrics_port_base, "--metrics-port-base"),
+    }
+    if len({port for port, _ in ports.values()}) != len(ports):
+        raise PortInUse(
+            "the broker, gRPC and metrics ports must differ: "
+            + ", ".join(f"{what} {port}" for what, (port, _) in ports.items())
+        )
+    for what, (port, flag) in ports.items():
+        if port_in_use(port):
+            raise PortInUse(
+                f"port {port} ({what}) is already in use on {HOST}: stop what listens there "
+                f"or pick another port with {flag}"
+            )
+    if state is not None:
+        remove_state(layout)  # every process in it has exited
+    return Plan(
+        layout=layout,
+        options=options,
+        broker_kind=broker_kind,
+        broker_reason=reason,
+        broker_port=broker_port,
+        grpc_port=options.grpc_port_base,
+        metrics_port=options.metrics_port_base,
+        topics_file=topics_file,
+        stale=state,
+    )
+
+
+# --- starting -------------------------------------------------------------------------------------
+
+
+def identity_env(plan: Plan, bootstrap: str, kind: str) -> dict[str, str]:
+    """The identity service's configuration (on top of this process's environment)."""
+    layout = plan.layout
+    return {
+        **os.environ,
+        "AISUPER_KAFKA_BOOTSTRAP": bootstrap,
+        # Tansu answers the idempotent producer with UnknownError.
+        "AISUPER_KAFKA_IDEMPOTENCE": "false" if kind == "tansu" else "true",
+        "AISUPER_IDENTITY_DATABASE_URL": layout.sqlite_url("identity"),
+        "AISUPER_IDENTITY_OPERATOR_KEY_FILE": str(layout.operator_key_file),
+        "AISUPER_GRPC_HOST": HOST,
+        "AISUPER_GRPC_PORT": str(plan.grpc_port),
+        "AISUPER_METRICS_PORT": str(plan.metrics_port),
+        "AISUPER_LOG_JSON": "true",
+        TOPICS_FILE_ENV: str(plan.topics_file),
+    }
+
+
+def _broker_announcement(log_file: Path) -> dict[str, Any] | None:
+    """The JSON line the broker runner prints once its broker is ready (None: not yet)."""
+    try:
+        text = log_file.read_text(errors="replace")
+    except FileNotFoundError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                info = json.loads(line)
+                if isinstance(info, dict) and "bootstrap" in info and "pid" in info:
+                    return info
+    return None
+
+
+async def _wait_broker(
+    process: subprocess.Popen[bytes], log_file: Path, deadline: float
+) -> dict[str, Any]:
+    while True:
+        info = _broker_announcement(log_file)
+        if info is not None:
+            return info
+        code = process.poll()
+        if code is not None:
+            raise StartupFailed(
+                f"the broker exited with code {code} before it was ready",
+                process="broker",
+                log_file=log_file,
+            )
+        if time.monotonic() >= deadline:
+            raise StartupFailed(
+                "the broker was not ready in time (raise --startup-timeout?)",
+                process="broker",
+                log_file=log_file,
+            )
+        await asyncio.sleep(_POLL_S)
+
+
+async def _wait_serving(
+    running: Running, name: str, target: str, service: str, deadline: float
+) -> None:
+    status = "not probed yet"
+    while True:
+        for other, process in running.processes.items():
+            code = process.poll()
+            if code is not None:
+                raise StartupFailed(
+                    f"{other} exited with code {code} while {name} was starting",
+                    process=other,
+                    log_file=running.plan.layout.log_file(other),
+                )
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise StartupFailed(
+                f"{name} was not SERVING on {target} in time (last health: {status}; "
+                "raise --startup-timeout?)",
+                process=name,
+                log_file=running.plan.layout.log_file(name),
+            )
+        status = await grpc_health(target, service, within=min(2.0, max(remaining, 0.1)))
+        if status == SERVING:
+            return
+        await asyncio.sleep(_POLL_S)
+
+
+def _spawn(
+    layout: Layout, name: str, argv: list[str], env: Mapping[str, str] | None
+) -> subprocess.Popen[bytes]:
+    """Start `name` with a fresh ``logs/<name>.log`` (the previous run's becomes ``.log.1``)."""
+    log_file = layout.log_file(name)
+    with contextlib.suppress(FileNotFoundError):
+        log_file.replace(log_file.with_name(f"{log_file.name}.1"))
+    return spawn(argv, output=log_file, cwd=layout.data_dir, env=env)
+
+
+async def start(plan: Plan, view: UpView) -> Running:
+    """Start the broker, then identity; return once identity's gRPC health says SERVING.
+
+    On any failure (or cancellation) everything started so far is stopped and the state file
+    removed before the error propagates.
+    """
+    layout = plan.layout
+    options = plan.options
+    layout.logs_dir.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + options.startup_timeout
+    broker_argv = [
+        sys.executable,
+        "-m",
+        BROKER_MODULE,
+        "--data-dir",
+        str(layout.broker_dir),
+        "--port",
+        str(plan.broker_port),
+        "--kind",
+        plan.broker_kind,
+        "--startup-timeout",
+        str(options.startup_timeout),
+    ]
+    view.step("broker", f"starting the broker ({plan.broker_kind}) on {plan.bootstrap}")
+    broker_process = _spawn(layout, "broker", broker_argv, None)
+    state = PlatformState(
+        data_dir=str(layout.data_dir),
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        detached=options.detach,
+        broker=BrokerState(
+            kind=plan.broker_kind,
+            bootstrap=plan.bootstrap,
+            process=ProcessRecord.of(broker_process.pid),
+            log_file=str(layout.log_file("broker")),
+        ),
+        operator_key_file=str(layout.operator_key_file),
+        supervisor=None if options.detach else ProcessRecord.of(os.getpid()),
+    )
+    running = Running(plan=plan, state=state, processes={"broker": broker_process})
+    try:
+        save_state(layout, state)
+        info = await _wait_broker(broker_process, layout.log_file("broker"), deadline)
+        kind, bootstrap = str(info.get("kind", plan.broker_kind)), str(info["bootstrap"])
+        broker = replace(
+            state.broker, kind=kind, bootstrap=bootstrap, server=ProcessRecord.of(int(info["pid"]))
+        )
+        running.state = state = replace(state, broker=broker)
+        save_state(layout, state)
+        view.done("broker", f"broker ({kind}) ready on {bootstrap}")
+
+        view.step("identity", f"starting identity on {plan.grpc_target}")
+        identity_process = _spawn(
+            layout,
+            "identity",
+            [sys.executable, "-m", IDENTITY_MODULE],
+            identity_env(plan, bootstrap, kind),
+        )
+        running.processes["identity"] = identity_process
+        identity = ServiceState(
+            name="identity",
+            process=ProcessRecord.of(identity_process.pid),
+            grpc_target=plan.grpc_target,
+            metrics_url=plan.metrics_url,
+            log_file=str(layout.log_file("identity")),
+            database_url=layout.sqlite_url("identity"),
+        )
+        running.state = state = replace(state, services=(identity,))
+        save_state(layout, state)
+        await _wait_serving(running, "identity", plan.grpc_target, IDENTITY_SERVICE, deadline)
+        view.done("identity", f"identity SERVING on {plan.grpc_target}")
+    except BaseException:
+        stop_running(running, timeout=10.0)
+        raise
+    finally:
+        view.finish()
+    return running
+
+
+# --- stopping -------------------------------------------------------------------------------------
+
+
+def stop_processes(state: PlatformState, *, timeout: float) -> list[tuple[str, int]]:
+    """SIGTERM each live process of `state` (services first, then the broker), SIGKILL the ones
+    still running after `timeout` seconds. Returns the (name, pid) of those it stopped."""
+    stopped: list[tuple[str, int]] = []
+    for name, record in state.processes():
+        if record.alive():
+            stop_pid(record.pid, grace=timeout)
+            stopped.append((name, record.pid))
+    return stopped
+
+
+def stop_running(running: Running, *, timeout: float) -> list[tuple[str, int]]:
+    """Stop what this process started, reap the children and drop the state file."""
+    stopped = stop_processes(running.state, timeout=timeout)
+    for process in running.processes.values():
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(5.0)
+    remove_state(running.plan.layout, only_if=running.state)
+    return stopped
+
+
+def _wait_gone(record: ProcessRecord, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while record.alive():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)  # polling a condition
+    return True
+
+
+@dataclass(frozen=True)
+class DownResult:
+    state: PlatformState | None
+    stopped: list[tuple[str, int]]
+
+
+def down(layout: Layout, *, timeout: float = DEFAULT_STOP_TIMEOUT_S) -> DownResult:
+    """Stop the platform running from `layout` (nothing to do is fine).
+
+    A foreground `aisuper up` is asked to stop its platform itself (SIGTERM); whatever still
+    runs afterwards (or runs detached) is stopped here.
+    """
+    state, alive = running_state(layout)
+    if state is None:
+        return DownResult(None, [])
+    stopped: list[tuple[str, int]] = []
+    supervisor = state.supervisor
+    if supervisor is not None and supervisor.alive():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(supervisor.pid, signal.SIGTERM)
+        _wait_gone(supervisor, timeout * (len(state.processes()) + 1))
+        runner_alive = any(rec == state.broker.process for _, rec in alive)
+        stopped = [
+            (name, rec.pid)
+            for name, rec in alive
+            if rec != supervisor and not (runner_alive and rec == state.broker.server)
+        ]
+    stopped_here = stop_processes(state, timeout=timeout)
+    stopped.extend(item for item in stopped_here if item not in stopped)
+    remove_state(layout)
+    return DownResult(state, stopped)
+
+
+# --- the `up` command ----------------------------------------------------------------------------
+
+
+async def _first(task: asyncio.Task[Running], stop: asyncio.Event) -> Running | None:
+    """`task`'s result, or None (after cancelling it) when `stop` is set first."""
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None
+    return task.result()
+
+
+async def up(options: UpOptions, view: UpView) -> int:
+    """Start the platform; with ``detach`` return once it serves, else supervise it until
+    SIGINT/SIGTERM (exit 0) or until one of its processes dies (exit 1)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    began = time.monotonic()
+    layout = Layout.of(options.data_dir)
+    with startup_lock(layout):
+        plan = plan_up(options)
+        view.planned(plan)
+        running = await _first(asyncio.create_task(start(plan, view)), stop)
+    if running is None:
+        view.stopping("interrupted while starting")
+        view.stopped([])
+        return 130
+    view.ready(plan, running.state, time.monotonic() - began)
+    if options.detach:
+        return 0
+    return await supervise(running, stop, view)
+
+
+async def supervise(running: Running, stop: asyncio.Event, view: UpView) -> int:
+    """Wait for `stop` or for a process to exit; then stop everything."""
+    crashed: tuple[str, int] | None = None
+    while not stop.is_set():
+        for name, process in running.processes.items():
+            code = process.poll()
+            if code is not None:
+                crashed = (name, code)
+                break
+        if crashed is not None:
+            break
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+    if crashed is None:
+        view.stopping("asked to stop")
+        view.stopped(stop_running(running, timeout=DEFAULT_STOP_TIMEOUT_S))
+        return 0
+    name, code = crashed
+    log_file = running.plan.layout.log_file(name)
+    view.stopping(
+        f"{name} exited with code {code}; last lines of {log_file}:\n{log_tail(log_file)}"
+    )
+    view.stopped(stop_running(running, timeout=DEFAULT_STOP_TIMEOUT_S))
+    return 1
