@@ -194,6 +194,7 @@ def test_up_serves_identity_with_an_operator_key(platform: Platform) -> None:
     assert code == 0
     assert status["running"] is True
     assert status["healthy"] is True
+    assert status["phase"] == "running"
     assert status["processes"]["identity"]["health"] == "SERVING"
     assert status["processes"]["identity"]["endpoints"]["grpc"] == platform.target
     assert status["processes"]["broker"]["alive"] is True
@@ -248,8 +249,7 @@ def test_down_stops_every_process(platform: Platform) -> None:
 
     assert result.returncode == 0, result.stderr
     assert "Stopped identity" in result.stdout
-    for pid in pids:
-        assert poll_until(lambda pid=pid: pid_gone(pid)), f"pid {pid} still runs"
+    assert poll_until(lambda: all(pid_gone(pid) for pid in pids)), "a process still runs"
     assert not (platform.data_dir / "state.json").exists()
     code, status = platform.status()
     assert code == 3
@@ -257,6 +257,71 @@ def test_down_stops_every_process(platform: Platform) -> None:
     again = platform.down()
     assert again.returncode == 0
     assert "Nothing runs" in again.stdout
+
+
+def test_status_and_down_after_a_process_died(platform: Platform) -> None:
+    state = platform.state()
+    identity_pid = state["services"][0]["process"]["pid"]
+    os.killpg(identity_pid, signal.SIGKILL)
+    assert poll_until(lambda: pid_gone(identity_pid))
+
+    code, status = platform.status()
+    assert code == 1  # degraded
+    assert status["processes"]["identity"]["alive"] is False
+    assert status["processes"]["identity"]["health"] == "DOWN"
+    assert status["processes"]["broker"]["alive"] is True
+
+    result = platform.down()
+    assert result.returncode == 0
+    assert "broker" in result.stdout
+    assert "identity" not in result.stdout  # it was not running any more
+    assert poll_until(lambda: all(pid_gone(pid) for pid in state_pids(state)))
+
+
+def test_up_after_a_crash_replaces_the_stale_state(platform: Platform) -> None:
+    old = platform.state()
+    for pid in state_pids(old):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    assert poll_until(lambda: all(pid_gone(pid) for pid in state_pids(old)))
+
+    result = platform.up()
+
+    assert result.returncode == 0, result.stderr
+    assert "earlier run" in result.stdout
+    assert platform.state()["services"][0]["process"]["pid"] != old["services"][0]["process"]["pid"]
+    code, _ = platform.status()
+    assert code == 0
+
+
+def test_foreground_up_stops_everything_on_sigterm(tmp_path: Path) -> None:
+    grpc_port, metrics_port, broker_port = free_ports(3)
+    platform = Platform(tmp_path / "data", grpc_port, metrics_port, broker_port)
+    args = [arg for arg in platform.up_args if arg != "--detach"]
+    env = {**os.environ, "COLUMNS": "240"}
+    with subprocess.Popen(
+        [sys.executable, "-m", "aisuper_cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as up:
+        try:
+            assert poll_until(lambda: platform.status()[0] == 0 or up.poll() is not None, 120)
+            assert up.poll() is None, "aisuper up exited"
+            state = platform.state()
+            assert state["supervisor"]["pid"] == up.pid
+            up.send_signal(signal.SIGTERM)
+            output, _ = up.communicate(timeout=CLI_TIMEOUT_S)
+        finally:
+            if up.poll() is None:
+                up.kill()
+            _force_stop(platform.data_dir)
+    assert up.returncode == 0, output
+    assert "Stopped identity" in output
+    assert all(pid_gone(pid) for pid in state_pids(state))
+    assert not (platform.data_dir / "state.json").exists()
 
 
 def test_restart_keeps_organizations_and_the_operator_key(platform: Platform) -> None:

@@ -43,7 +43,8 @@ async def test_revocation_is_one_trace_from_grpc_through_kafka_to_the_consumer(
     ]
     [publish] = named(spans, "identity.api-keys publish", trace_id)
     assert publish.kind == SpanKind.PRODUCER
-    assert publish.parent is not None and publish.parent.span_id == server.context.span_id
+    assert publish.parent is not None
+    assert publish.parent.span_id == server.context.span_id
     assert process[0].kind == SpanKind.CONSUMER
     assert process[0].parent is not None
     assert process[0].parent.span_id == publish.context.span_id

@@ -10,7 +10,6 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aisuper.identity.v1 import identity_pb2
-from aisuper.platform.grpc_client import channel
 
 #: The gRPC service identity registers with the health service (next to the overall "").
 IDENTITY_SERVICE: str = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
@@ -27,6 +26,8 @@ async def grpc_health(target: str, service: str = "", *, within: float = 2.0) ->
     A fresh channel per probe: a channel reused across failed probes would wait out gRPC's
     reconnect backoff instead of noticing the server as soon as it listens.
     """
+    from aisuper.platform.grpc_client import channel  # imports OpenTelemetry: only when used
+
     async with channel(target, tracing=False) as chan:
         stub = health_pb2_grpc.HealthStub(chan)
         try:

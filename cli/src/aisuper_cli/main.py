@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from aisuper_cli import platform_runner
+from aisuper_cli import platform_runner, supervisor
 from aisuper_cli.platform_runner import PlatformError, UpOptions
 from aisuper_cli.render import (
     RichUpView,
@@ -97,7 +97,7 @@ def up(
     )
     view = RichUpView(Console(), data_dir)
     try:
-        code = asyncio.run(platform_runner.up(options, view))
+        code = asyncio.run(supervisor.up(options, view))
     except (PlatformError, StateError) as exc:
         raise _fail(exc) from None
     raise typer.Exit(code)

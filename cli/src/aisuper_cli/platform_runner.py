@@ -34,7 +34,6 @@ from aisuper.platform.embedded.broker import (
     spawn,
     stop_pid,
 )
-from aisuper.platform.topics import TOPICS_FILE_ENV, find_topics_file
 from aisuper_cli.health import IDENTITY_SERVICE, SERVING, grpc_health
 from aisuper_cli.state import (
     BrokerState,
@@ -183,6 +182,8 @@ def plan_up(options: UpOptions) -> Plan:
         raise PlatformError(
             f"the identity service ({IDENTITY_MODULE}) is not installed in {sys.executable}"
         )
+    from aisuper.platform.topics import find_topics_file  # slow to import: only for `up`
+
     try:
         topics_file = find_topics_file()
     except FileNotFoundError as exc:
@@ -230,6 +231,8 @@ def plan_up(options: UpOptions) -> Plan:
 
 def identity_env(plan: Plan, bootstrap: str, kind: str) -> dict[str, str]:
     """The identity service's configuration (on top of this process's environment)."""
+    from aisuper.platform.topics import TOPICS_FILE_ENV
+
     layout = plan.layout
     return {
         **os.environ,
@@ -292,8 +295,9 @@ async def _wait_serving(
         for other, process in running.processes.items():
             code = process.poll()
             if code is not None:
+                when = "before it was SERVING" if other == name else f"while {name} was starting"
                 raise StartupFailed(
-                    f"{other} exited with code {code} while {name} was starting",
+                    f"{other} exited with code {code} {when}",
                     process=other,
                     log_file=running.plan.layout.log_file(other),
                 )
@@ -391,11 +395,15 @@ async def start(plan: Plan, view: UpView) -> Running:
         save_state(layout, state)
         await _wait_serving(running, "identity", plan.grpc_target, IDENTITY_SERVICE, deadline)
         view.done("identity", f"identity SERVING on {plan.grpc_target}")
-    except BaseException:
-        stop_running(running, timeout=10.0)
-        raise
-    finally:
+        running.state = state = replace(state, phase="running")
+        save_state(layout, state)
         view.finish()
+    except BaseException:
+        try:
+            stop_running(running, timeout=10.0)
+        finally:
+            view.finish()
+        raise
     return running
 
 
@@ -463,70 +471,3 @@ def down(layout: Layout, *, timeout: float = DEFAULT_STOP_TIMEOUT_S) -> DownResu
     stopped.extend(item for item in stopped_here if item not in stopped)
     remove_state(layout)
     return DownResult(state, stopped)
-
-
-# --- the `up` command ----------------------------------------------------------------------------
-
-
-async def _first(task: asyncio.Task[Running], stop: asyncio.Event) -> Running | None:
-    """`task`'s result, or None (after cancelling it) when `stop` is set first."""
-    stopping = asyncio.create_task(stop.wait())
-    try:
-        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        return None
-    return task.result()
-
-
-async def up(options: UpOptions, view: UpView) -> int:
-    """Start the platform; with ``detach`` return once it serves, else supervise it until
-    SIGINT/SIGTERM (exit 0) or until one of its processes dies (exit 1)."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    began = time.monotonic()
-    layout = Layout.of(options.data_dir)
-    with startup_lock(layout):
-        plan = plan_up(options)
-        view.planned(plan)
-        running = await _first(asyncio.create_task(start(plan, view)), stop)
-    if running is None:
-        view.stopping("interrupted while starting")
-        view.stopped([])
-        return 130
-    view.ready(plan, running.state, time.monotonic() - began)
-    if options.detach:
-        return 0
-    return await supervise(running, stop, view)
-
-
-async def supervise(running: Running, stop: asyncio.Event, view: UpView) -> int:
-    """Wait for `stop` or for a process to exit; then stop everything."""
-    crashed: tuple[str, int] | None = None
-    while not stop.is_set():
-        for name, process in running.processes.items():
-            code = process.poll()
-            if code is not None:
-                crashed = (name, code)
-                break
-        if crashed is not None:
-            break
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.5)
-    if crashed is None:
-        view.stopping("asked to stop")
-        view.stopped(stop_running(running, timeout=DEFAULT_STOP_TIMEOUT_S))
-        return 0
-    name, code = crashed
-    log_file = running.plan.layout.log_file(name)
-    view.stopping(
-        f"{name} exited with code {code}; last lines of {log_file}:\n{log_tail(log_file)}"
-    )
-    view.stopped(stop_running(running, timeout=DEFAULT_STOP_TIMEOUT_S))
-    return 1

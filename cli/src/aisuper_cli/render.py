@@ -206,9 +206,12 @@ def print_status(console: Console, report: dict[str, Any], data_dir: Path) -> No
         health = proc["health"]
         style = "green" if health in (SERVING, "ACCEPTING") else "red"
         endpoints = "\n".join(f"{k}: {v}" for k, v in proc["endpoints"].items())
+        pid = str(proc["pid"])
+        if proc.get("server_pid") not in (None, proc["pid"]):
+            pid += f"\n{report['broker']['kind']}: {proc['server_pid']}"
         table.add_row(
             name,
-            str(proc["pid"]),
+            pid,
             "yes" if proc["alive"] else "[red]no[/]",
             f"[{style}]{escape(health)}[/]",
             escape(endpoints),
@@ -224,7 +227,7 @@ def print_status(console: Console, report: dict[str, Any], data_dir: Path) -> No
         if report["detached"]
         else f"supervised by aisuper up (pid {report['supervisor_pid']})"
     )
-    console.print(f"started {report['started_at']}, {mode}")
+    console.print(f"{report['phase']} since {report['started_at']}, {mode}")
     if not report["healthy"]:
         console.print(
             f"[red]degraded[/]: see the logs in {escape(str(data_dir))}/logs, "

@@ -125,6 +125,8 @@ class PlatformState:
     operator_key_file: str = ""
     #: The foreground `aisuper up` that supervises the processes (None when detached).
     supervisor: ProcessRecord | None = None
+    #: "starting" until every service says SERVING, then "running".
+    phase: str = "starting"
     version: int = STATE_VERSION
 
     def service(self, name: str) -> ServiceState | None:
@@ -175,6 +177,7 @@ class PlatformState:
             ),
             operator_key_file=str(raw.get("operator_key_file", "")),
             supervisor=_optional_record(raw.get("supervisor")),
+            phase=str(raw.get("phase", "starting")),
             version=int(raw.get("version", STATE_VERSION)),
         )
 

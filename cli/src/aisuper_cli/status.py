@@ -63,8 +63,10 @@ async def collect_status(layout: Layout) -> dict[str, Any]:
     supervisor_alive = state.supervisor is not None and state.supervisor.alive()
     report.update(
         running=any(p["alive"] for p in processes.values()) or supervisor_alive,
+        phase=state.phase,
         healthy=(
-            broker_alive
+            state.phase == "running"
+            and broker_alive
             and processes["broker"]["health"] == ACCEPTING
             and all(processes[s.name]["health"] == SERVING for s in state.services)
         ),

@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aisuper.identity.v1 import events_pb2
 from aisuper.platform.broker import kafka_broker
-from aisuper.platform.db import Database
 from aisuper.platform.events.consumer import EventConsumers, Subscription
 from aisuper.platform.events.envelope import Event, encode_headers, headers_to_kafka
 from aisuper.platform.settings import ServiceSettings
@@ -126,7 +125,8 @@ async def test_poison_message_goes_to_dlq_and_the_next_one_is_handled(
     await produce(broker, h.topic, good_value, good_headers)
     await eventually(lambda: handled == ["mem_ok"])
     dead = await read_topic(broker, f"{h.topic}.dlq", until=lambda r: len(r) >= 1)
-    assert dead[0].value == value and dead[0].key == b"poison"
+    assert dead[0].value == value
+    assert dead[0].key == b"poison"
     assert reason in (header(dead[0], "aisuper_dlq_error") or "")
     assert header(dead[0], "aisuper_dlq_topic") == h.topic
     assert header(dead[0], "aisuper_dlq_consumer") == "test.poison"

@@ -60,10 +60,14 @@ async def test_relay_publishes_committed_events_in_order_with_cloudevents_header
 async def test_rolled_back_change_publishes_nothing(broker: BrokerUnderTest, db: Database) -> None:
     h = harness()
     outbox = Outbox(h.catalog)
-    with pytest.raises(RuntimeError, match="boom"):
+
+    async def change_then_fail() -> None:
         async with db.write() as session:
             outbox.add(session, events_pb2.MemberAdded(org_id="org_a"), subject="org_a")
             raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await change_then_fail()
     async with db.read() as session:
         assert (await session.get(OutboxRecord, 1)) is None
 
@@ -81,7 +85,8 @@ async def test_relay_keeps_rows_while_the_broker_is_unreachable_and_publishes_la
         await asyncio.wait_for(relay.publish_batch(), 5)
     async with db.read() as session:
         row = await session.get(OutboxRecord, 1)
-        assert row is not None and row.published_at is None  # never lost
+        assert row is not None
+        assert row.published_at is None  # never lost
     producer = kafka_producer(broker.bootstrap, idempotence=broker.idempotence)
     await producer.start()
     try:

@@ -99,6 +99,7 @@ class IdentityProcess:
     process: subprocess.Popen[bytes]
     address: str
     log: Path
+    metrics_port: int = 0
 
     async def wait_serving(self, within_s: float = 60.0) -> None:
         async with channel(self.address, tracing=False) as chan:
@@ -128,9 +129,16 @@ class IdentityProcess:
 
 
 def spawn_identity(
-    *, bootstrap: str, idempotence: bool, database_url: str, workdir: Path, name: str = "identity"
+    *,
+    bootstrap: str,
+    idempotence: bool,
+    database_url: str,
+    workdir: Path,
+    name: str = "identity",
+    metrics: bool = False,
 ) -> IdentityProcess:
     port = free_port()
+    metrics_port = free_port() if metrics else 0
     log = workdir / f"{name}.log"
     env = {
         **os.environ,
@@ -140,7 +148,7 @@ def spawn_identity(
         "AISUPER_IDENTITY_DATABASE_URL": database_url,
         "AISUPER_IDENTITY_OPERATOR_KEY_FILE": str(workdir / "operator.key"),
         "AISUPER_GRPC_PORT": str(port),
-        "AISUPER_METRICS_PORT": "0",
+        "AISUPER_METRICS_PORT": str(metrics_port),
         "AISUPER_LOG_LEVEL": "DEBUG",
     }
     with log.open("ab") as out:
@@ -151,7 +159,7 @@ def spawn_identity(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return IdentityProcess(process, f"127.0.0.1:{port}", log)
+    return IdentityProcess(process, f"127.0.0.1:{port}", log, metrics_port)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ credential may do."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Awaitable, Callable
@@ -221,7 +222,7 @@ async def test_listing_never_returns_a_foreign_organization(identity: Identity) 
         assert await _list_orgs(identity, tenant.key, page_size=1) == [tenant.org_id]
         assert await _list_orgs(identity, await _jwt_of(identity, tenant.key)) == [tenant.org_id]
         # A forged page token moves the cursor but never widens the filter.
-        for after in ("", "org_", "\x00", MISSING_ORG):
+        for after in ("", "org_", "~", MISSING_ORG, "' OR 1=1 --"):
             page = await identity.stub.ListOrganizations(
                 pb.ListOrganizationsRequest(page_token=_token_after(after)),
                 metadata=identity.as_(tenant.key),
@@ -513,3 +514,60 @@ async def test_removing_a_member_revokes_its_keys(identity: Identity) -> None:
         pb.ListMembersRequest(org_id=a.org_id), metadata=identity.as_(a.key)
     )
     assert [m.id for m in members.members] == [a.member_id]
+
+
+# -- races on members ------------------------------------------------------------
+
+
+async def test_concurrent_removals_never_leave_an_organization_without_admin(
+    identity: Identity,
+) -> None:
+    """Two admins removed at once: one removal wins, the last admin stays."""
+    a = await _tenant(identity, "Alpha GmbH", "admin@alpha.test")
+    operator = identity.as_(identity.operator_key)
+    admins = [a.member_id]
+    for n in range(3):
+        added = await identity.stub.AddMember(
+            pb.AddMemberRequest(
+                org_id=a.org_id, email=f"admin{n}@alpha.test", role=pb.ROLE_ORG_ADMIN
+            ),
+            metadata=identity.as_(a.key),
+        )
+        admins.append(added.member.id)
+
+    results = await asyncio.gather(
+        *(
+            identity.stub.RemoveMember(
+                pb.RemoveMemberRequest(org_id=a.org_id, member_id=member_id), metadata=operator
+            )
+            for member_id in admins
+        ),
+        return_exceptions=True,
+    )
+
+    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert [e.code() for e in refused] == [grpc.StatusCode.FAILED_PRECONDITION]
+    assert sum(1 for r in results if isinstance(r, pb.RemoveMemberResponse)) == 3
+    members = await identity.stub.ListMembers(
+        pb.ListMembersRequest(org_id=a.org_id), metadata=operator
+    )
+    assert [m.role for m in members.members] == [pb.ROLE_ORG_ADMIN]
+
+
+async def test_concurrent_adds_of_one_email_create_one_member(identity: Identity) -> None:
+    a = await _tenant(identity, "Alpha GmbH", "admin@alpha.test")
+    request = pb.AddMemberRequest(org_id=a.org_id, email="twin@alpha.test", role=pb.ROLE_DEVELOPER)
+
+    results = await asyncio.gather(
+        *(identity.stub.AddMember(request, metadata=identity.as_(a.key)) for _ in range(5)),
+        return_exceptions=True,
+    )
+
+    added = [r for r in results if isinstance(r, pb.AddMemberResponse)]
+    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(added) == 1
+    assert {e.code() for e in refused} == {grpc.StatusCode.ALREADY_EXISTS}
+    members = await identity.stub.ListMembers(
+        pb.ListMembersRequest(org_id=a.org_id), metadata=identity.as_(a.key)
+    )
+    assert sorted(m.email for m in members.members) == ["admin@alpha.test", "twin@alpha.test"]

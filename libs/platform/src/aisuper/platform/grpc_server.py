@@ -14,6 +14,7 @@ import protovalidate
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
+from opentelemetry import metrics
 
 from aisuper.platform import errors
 from aisuper.platform.auth import (
@@ -47,6 +48,11 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         self._resolver = resolver
         self._public = frozenset(public_methods)
         self._default_deadline_s = default_deadline_s
+        self._active = metrics.get_meter("aisuper.platform.grpc").create_up_down_counter(
+            "aisuper.rpc.server.active_requests",
+            unit="{request}",
+            description="Calls being handled right now (what a graceful stop drains)",
+        )
 
     async def intercept_service(
         self,
@@ -61,7 +67,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         public = details.method in self._public
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, public),
+                self._unary(handler.unary_unary, public, details.method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -104,9 +110,10 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         log.exception("unhandled error in %s", type(error).__name__, exc_info=error)
         await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
-    def _unary(self, behavior: Any, public: bool) -> Any:
+    def _unary(self, behavior: Any, public: bool, method: str) -> Any:
         async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             token = None
+            self._active.add(1, {"rpc.method": method})
             try:
                 token = await self._authenticate(context, public)
                 self._validate(request)
@@ -121,6 +128,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                     raise
                 await self._abort(context, error)
             finally:
+                self._active.add(-1, {"rpc.method": method})
                 if token is not None:
                     reset_principal(token)
 

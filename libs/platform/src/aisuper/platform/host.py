@@ -87,14 +87,16 @@ class ServiceHost:
         broker: KafkaBroker | None = None
         if self._subscriptions:
             broker = kafka_broker(settings)
-            EventConsumers(
+            consumers = EventConsumers(
                 broker,
                 max_attempts=settings.consumer_max_attempts,
                 retry_base_s=settings.consumer_retry_base_s,
                 fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
                 session_timeout_ms=settings.kafka_session_timeout_ms,
-            ).subscribe_all(self._subscriptions)
+            )
+            consumers.subscribe_all(self._subscriptions)
             await broker.start()
+            await consumers.ready()
         producer = None
         tasks: list[asyncio.Task[None]] = []
         if self._outboxes:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 
 from aisuper.platform.errors import InvalidArgument
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+_CURSOR = re.compile(r"[0-9A-Za-z_.:-]{1,128}")
 
 
 def page_size(requested: int) -> int:
@@ -33,6 +35,6 @@ def decode_token(token: str) -> str | None:
         after = json.loads(raw)["after"]
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise InvalidArgument.field("page_token", "not a token this service issued") from None
-    if not isinstance(after, str):
+    if not isinstance(after, str) or not _CURSOR.fullmatch(after):
         raise InvalidArgument.field("page_token", "not a token this service issued")
     return after

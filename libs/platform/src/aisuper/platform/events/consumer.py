@@ -74,6 +74,7 @@ class EventConsumers:
         self._retry_base_s = retry_base_s
         self._fetch_max_wait_ms = fetch_max_wait_ms
         self._session_timeout_ms = session_timeout_ms
+        self._broadcast: list[Any] = []
 
     def subscribe(self, subscription: Subscription) -> None:
         known = {t.ce_type: t for t in subscription.types}
@@ -83,25 +84,43 @@ class EventConsumers:
 
         consume.__name__ = subscription.name
         if subscription.group is None:
-            decorator = self._broker.subscriber(
+            subscriber = self._broker.subscriber(
                 subscription.topic,
                 auto_offset_reset="latest",
                 fetch_max_wait_ms=self._fetch_max_wait_ms,
                 ack_policy=AckPolicy.ACK_FIRST,
                 title=subscription.name,
             )
-        else:
-            decorator = self._broker.subscriber(
-                subscription.topic,
-                group_id=subscription.group,
-                auto_offset_reset="earliest",
-                session_timeout_ms=self._session_timeout_ms,
-                heartbeat_interval_ms=max(100, self._session_timeout_ms // 5),
-                fetch_max_wait_ms=self._fetch_max_wait_ms,
-                ack_policy=AckPolicy.NACK_ON_ERROR,
-                title=subscription.name,
-            )
+            subscriber(consume)
+            self._broadcast.append(subscriber)
+            return
+        decorator = self._broker.subscriber(
+            subscription.topic,
+            group_id=subscription.group,
+            auto_offset_reset="earliest",
+            session_timeout_ms=self._session_timeout_ms,
+            heartbeat_interval_ms=max(100, self._session_timeout_ms // 5),
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            title=subscription.name,
+        )
         decorator(consume)
+
+    async def ready(self, within_s: float = 30.0) -> None:
+        """Waits until every broadcast subscription has its partitions and offsets.
+
+        They start from the latest offset, so an event published before that
+        offset is known would be missed: a service reports healthy only after
+        this, so a revocation is never lost in the gap.
+        """
+        async with asyncio.timeout(within_s):
+            for subscriber in self._broadcast:
+                consumer = subscriber.consumer
+                while consumer is None or not consumer.assignment():
+                    await asyncio.sleep(0.01)
+                    consumer = subscriber.consumer
+                for partition in consumer.assignment():
+                    await consumer.position(partition)
 
     def subscribe_all(self, subscriptions: Iterable[Subscription]) -> None:
         for subscription in subscriptions:

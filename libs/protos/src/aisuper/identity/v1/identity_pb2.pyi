@@ -507,6 +507,7 @@ class SuspendOrganizationRequest(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     org_id: _builtins.str
     reason: _builtins.str
+    """Free text; line breaks and tabs allowed, other control characters not."""
     def __init__(
         self,
         *,
