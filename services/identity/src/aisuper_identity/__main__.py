@@ -48,10 +48,12 @@ async def serve(settings: IdentitySettings, host: ServiceHost | None = None) -> 
         key_file=settings.operator_key_file,
     )
     host.subscribe(events.subscriptions(cache))
+    api_keys = LocalApiKeys(db)
     resolver = CredentialResolver(
-        api_keys=LocalApiKeys(db),
+        api_keys=api_keys,
         tokens=JwtVerifier(tokens.jwks, issuer=settings.jwt_issuer, audience=settings.jwt_audience),
         cache=cache,
+        check_token=api_keys.check_token,
     )
     interceptor = CallInterceptor(
         resolver, public_methods=PUBLIC, default_deadline_s=settings.default_deadline_s

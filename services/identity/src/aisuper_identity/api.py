@@ -215,10 +215,9 @@ class IdentityApi(identity_pb2_grpc.IdentityServiceServicer):
                 after=pagination.decode_token(request.page_token),
                 limit=size + 1,
             )
-        page = list(orgs[:size])
+        shown, next_token = pagination.page(orgs, size, lambda org: org.id)
         return identity_pb2.ListOrganizationsResponse(
-            organizations=[organization_proto(o) for o in page],
-            next_page_token=pagination.encode_token(page[-1].id) if len(orgs) > size else "",
+            organizations=[organization_proto(o) for o in shown], next_page_token=next_token
         )
 
     async def _org_for_change(
@@ -384,10 +383,9 @@ class IdentityApi(identity_pb2_grpc.IdentityServiceServicer):
                 after=pagination.decode_token(request.page_token),
                 limit=size + 1,
             )
-        page = list(members[:size])
+        shown, next_token = pagination.page(members, size, lambda member: member.id)
         return identity_pb2.ListMembersResponse(
-            members=[member_proto(m) for m in page],
-            next_page_token=pagination.encode_token(page[-1].id) if len(members) > size else "",
+            members=[member_proto(m) for m in shown], next_page_token=next_token
         )
 
     # -- API keys ----------------------------------------------------------
@@ -441,6 +439,7 @@ class IdentityApi(identity_pb2_grpc.IdentityServiceServicer):
         role = request.role or identity_pb2.ROLE_DEVELOPER
         principal.require_role("org_admin", "developer")
         domain.check_grantable(principal, role)
+        domain.check_member_binding(principal, request.member_id)
         scopes = domain.check_scopes(principal, list(request.scopes))
         expires_at = (
             datetime.now(UTC) + request.ttl.ToTimedelta() if request.HasField("ttl") else None
@@ -496,10 +495,9 @@ class IdentityApi(identity_pb2_grpc.IdentityServiceServicer):
                 limit=size + 1,
                 include_revoked=request.include_revoked,
             )
-        page = list(keys[:size])
+        shown, next_token = pagination.page(keys, size, lambda key: key.id)
         return identity_pb2.ListApiKeysResponse(
-            api_keys=[api_key_proto(k) for k in page],
-            next_page_token=pagination.encode_token(page[-1].id) if len(keys) > size else "",
+            api_keys=[api_key_proto(k) for k in shown], next_page_token=next_token
         )
 
     def _revoke(self, session: AsyncSession, key: store.ApiKey) -> None:

@@ -31,12 +31,23 @@ class LocalApiKeys:
             or org.suspended
         ):
             raise Unauthenticated("invalid API key")
-        return Principal(
-            org_id=key.org_id,
-            subject=f"member:{key.member_id}" if key.member_id else f"key:{key.id}",
-            roles=frozenset({domain.ROLE_NAME[key.role]}),
-            scopes=frozenset(key.scopes.split()),
-            credential_kind="api_key",
-            key_id=key.id,
-            expires_at=key.expires_at.timestamp() if key.expires_at else None,
-        )
+        return principal_of(key)
+
+    async def check_token(self, principal: Principal) -> None:
+        """A token is only as good as the key it was issued for, now."""
+        async with self._db.read() as session:
+            found = await store.get_api_key_with_org(session=session, key_id=principal.key_id)
+        if found is None or found[0].revoked_at is not None or found[1].suspended:
+            raise Unauthenticated("token of a revoked key or a suspended organization")
+
+
+def principal_of(key: store.ApiKey) -> Principal:
+    return Principal(
+        org_id=key.org_id,
+        subject=f"member:{key.member_id}" if key.member_id else f"key:{key.id}",
+        roles=frozenset({domain.ROLE_NAME[key.role]}),
+        scopes=frozenset(key.scopes.split()),
+        credential_kind="api_key",
+        key_id=key.id,
+        expires_at=key.expires_at.timestamp() if key.expires_at else None,
+    )

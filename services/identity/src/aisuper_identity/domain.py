@@ -110,6 +110,16 @@ def check_grantable(principal: Principal, role: int) -> None:
         raise PermissionDenied(f"cannot grant the role {ROLE_NAME[role]}")
 
 
+def check_member_binding(principal: Principal, member_id: str) -> None:
+    """Only an org admin binds a key to someone else: a key's subject is who it speaks for."""
+    if (
+        member_id
+        and not principal.has_any_role("org_admin")
+        and (principal.subject != f"member:{member_id}")
+    ):
+        raise PermissionDenied("only an org_admin may create keys for another member")
+
+
 def check_scopes(principal: Principal, requested: list[str]) -> list[str]:
     """Requested scopes must be among the caller's; none requested keeps the caller's."""
     if not principal.scopes:

@@ -254,14 +254,29 @@ class AuthCache:
             del self._entries[digest]
 
 
+PrincipalCheck = Callable[[Principal], Awaitable[None]]
+
+
 class CredentialResolver:
-    """Turns a bearer credential into a Principal, with caching."""
+    """Turns a bearer credential into a Principal, with caching.
+
+    `check_token`, when given, runs once per token before it is cached: the
+    service that owns the truth (identity) uses it to refuse tokens of keys
+    revoked or organisations suspended even after a restart emptied its
+    deny-list; other services rely on the events and the one-hour token cap.
+    """
 
     def __init__(
-        self, *, api_keys: ApiKeyAuthenticator, tokens: JwtVerifier, cache: AuthCache
+        self,
+        *,
+        api_keys: ApiKeyAuthenticator,
+        tokens: JwtVerifier,
+        cache: AuthCache,
+        check_token: PrincipalCheck | None = None,
     ) -> None:
         self._api_keys = api_keys
         self._tokens = tokens
+        self._check_token = check_token
         self.cache = cache
 
     async def resolve(self, credential: str) -> Principal:
@@ -271,6 +286,8 @@ class CredentialResolver:
                 principal = await self._api_keys.authenticate_api_key(credential)
             else:
                 principal = await self._tokens.verify(credential)
+                if self._check_token is not None:
+                    await self._check_token(principal)
             if self.cache.is_denied(principal):
                 raise Unauthenticated("credential revoked")
             self.cache.put(credential, principal)

@@ -4,6 +4,7 @@ validation, deadlines, error mapping and graceful shutdown."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import metrics
+from sqlalchemy.exc import IntegrityError
 
 from aisuper.platform import errors
 from aisuper.platform.auth import (
@@ -73,7 +75,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._unary_stream(handler.unary_stream, public),
+                self._unary_stream(handler.unary_stream, public, details.method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -107,54 +109,51 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             await context.abort(status.code, status.details, status.trailing_metadata)
         if isinstance(error, TimeoutError):
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+        if isinstance(error, IntegrityError):
+            # A concurrent change won a uniqueness race: safe to retry.
+            await context.abort(grpc.StatusCode.ABORTED, "conflicting concurrent change: retry")
         log.exception("unhandled error in %s", type(error).__name__, exc_info=error)
         await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
+    @contextlib.asynccontextmanager
+    async def _call(
+        self,
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, Any],
+        public: bool,
+        method: str,
+    ) -> AsyncIterator[None]:
+        """Everything around one call: who, whether the request is valid, errors."""
+        token = None
+        self._active.add(1, {"rpc.method": method})
+        try:
+            token = await self._authenticate(context, public)
+            self._validate(request)
+            yield
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as error:
+            await self._abort(context, error)
+        finally:
+            self._active.add(-1, {"rpc.method": method})
+            if token is not None:
+                reset_principal(token)
+
     def _unary(self, behavior: Any, public: bool, method: str) -> Any:
         async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            token = None
-            self._active.add(1, {"rpc.method": method})
-            try:
-                token = await self._authenticate(context, public)
-                self._validate(request)
+            async with self._call(request, context, public, method):
                 async with asyncio.timeout(self._timeout(context)):
                     return await behavior(request, context)
-            except (errors.DomainError, TimeoutError) as error:
-                await self._abort(context, error)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                if isinstance(error, grpc.aio.AbortError):
-                    raise
-                await self._abort(context, error)
-            finally:
-                self._active.add(-1, {"rpc.method": method})
-                if token is not None:
-                    reset_principal(token)
 
         return handle
 
-    def _unary_stream(self, behavior: Any, public: bool) -> Any:
+    def _unary_stream(self, behavior: Any, public: bool, method: str) -> Any:
         async def handle(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            token = None
-            try:
-                token = await self._authenticate(context, public)
-                self._validate(request)
+            async with self._call(request, context, public, method):
                 async for response in behavior(request, context):
                     yield response
-            except errors.DomainError as error:
-                await self._abort(context, error)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                if isinstance(error, grpc.aio.AbortError):
-                    raise
-                await self._abort(context, error)
-            finally:
-                if token is not None:
-                    reset_principal(token)
 
         return handle
 

@@ -11,8 +11,12 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from aisuper.platform.errors import InvalidArgument
+
+T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -38,3 +42,9 @@ def decode_token(token: str) -> str | None:
     if not isinstance(after, str) or not _CURSOR.fullmatch(after):
         raise InvalidArgument.field("page_token", "not a token this service issued")
     return after
+
+
+def page(rows: Sequence[T], size: int, cursor: Callable[[T], str]) -> tuple[list[T], str]:
+    """Splits `size + 1` fetched rows into one page and the token of the next."""
+    shown = list(rows[:size])
+    return shown, encode_token(cursor(shown[-1])) if len(rows) > size else ""
