@@ -300,7 +300,11 @@ class IdentityApi(identity_pb2_grpc.IdentityServiceServicer):
         email = domain.normalise_email(request.email)
 
         async def create(session: AsyncSession) -> identity_pb2.AddMemberResponse:
-            if await store.get_organization(session=session, org_id=request.org_id) is None:
+            # The org row lock serialises membership changes of one org.
+            org = await store.get_organization(
+                session=session, org_id=request.org_id, for_update=True
+            )
+            if org is None:
                 raise NotFound("organization not found")
             if await store.find_member_by_email(
                 session=session, org_id=request.org_id, email=email
@@ -335,6 +339,12 @@ class IdentityApi(identity_pb2_grpc.IdentityServiceServicer):
         domain.require_visible(principal, request.org_id, "member")
         revoked: list[str] = []
         async with self._db.write() as session:
+            # Locking the org first serialises concurrent removals: two can
+            # never both see "another admin is left" and remove the last two.
+            if not await store.get_organization(
+                session=session, org_id=request.org_id, for_update=True
+            ):
+                raise NotFound("member not found")
             member = await store.get_member(
                 session=session, org_id=request.org_id, member_id=request.member_id
             )

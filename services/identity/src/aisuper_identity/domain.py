@@ -106,6 +106,8 @@ def caller_rank(principal: Principal) -> int:
 
 def check_grantable(principal: Principal, role: int) -> None:
     """A caller may hand out at most its own role, and never operator."""
+    if role not in ROLE_RANK:
+        raise InvalidArgument.field("role", "not a role")
     if role == identity_pb2.ROLE_OPERATOR or ROLE_RANK[role] > caller_rank(principal):
         raise PermissionDenied(f"cannot grant the role {ROLE_NAME[role]}")
 

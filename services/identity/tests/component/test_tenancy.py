@@ -222,12 +222,21 @@ async def test_listing_never_returns_a_foreign_organization(identity: Identity) 
         assert await _list_orgs(identity, tenant.key, page_size=1) == [tenant.org_id]
         assert await _list_orgs(identity, await _jwt_of(identity, tenant.key)) == [tenant.org_id]
         # A forged page token moves the cursor but never widens the filter.
+        # (Refusing the token outright is just as good.)
         for after in ("", "org_", "~", MISSING_ORG, "' OR 1=1 --"):
-            page = await identity.stub.ListOrganizations(
-                pb.ListOrganizationsRequest(page_token=_token_after(after)),
-                metadata=identity.as_(tenant.key),
+            [outcome] = await asyncio.gather(
+                identity.stub.ListOrganizations(
+                    pb.ListOrganizationsRequest(page_token=_token_after(after)),
+                    metadata=identity.as_(tenant.key),
+                ),
+                return_exceptions=True,
             )
-            assert {org.id for org in page.organizations} <= {tenant.org_id}
+            if isinstance(outcome, grpc.aio.AioRpcError):
+                assert outcome.code() == grpc.StatusCode.INVALID_ARGUMENT, outcome.details()
+                assert "page_token" in bad_request_of(outcome)
+            else:
+                assert isinstance(outcome, pb.ListOrganizationsResponse)
+                assert {org.id for org in outcome.organizations} <= {tenant.org_id}
         # Keys and members listed for one's own organisation are one's own.
         keys = await identity.stub.ListApiKeys(
             pb.ListApiKeysRequest(org_id=tenant.org_id, include_revoked=True),
@@ -522,11 +531,11 @@ async def test_removing_a_member_revokes_its_keys(identity: Identity) -> None:
 async def test_concurrent_removals_never_leave_an_organization_without_admin(
     identity: Identity,
 ) -> None:
-    """Two admins removed at once: one removal wins, the last admin stays."""
+    """Every admin removed at once: all but one removal win, the last admin stays."""
     a = await _tenant(identity, "Alpha GmbH", "admin@alpha.test")
     operator = identity.as_(identity.operator_key)
     admins = [a.member_id]
-    for n in range(3):
+    for n in range(5):
         added = await identity.stub.AddMember(
             pb.AddMemberRequest(
                 org_id=a.org_id, email=f"admin{n}@alpha.test", role=pb.ROLE_ORG_ADMIN
@@ -547,7 +556,7 @@ async def test_concurrent_removals_never_leave_an_organization_without_admin(
 
     refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
     assert [e.code() for e in refused] == [grpc.StatusCode.FAILED_PRECONDITION]
-    assert sum(1 for r in results if isinstance(r, pb.RemoveMemberResponse)) == 3
+    assert sum(1 for r in results if isinstance(r, pb.RemoveMemberResponse)) == len(admins) - 1
     members = await identity.stub.ListMembers(
         pb.ListMembersRequest(org_id=a.org_id), metadata=operator
     )
@@ -566,7 +575,12 @@ async def test_concurrent_adds_of_one_email_create_one_member(identity: Identity
     added = [r for r in results if isinstance(r, pb.AddMemberResponse)]
     refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
     assert len(added) == 1
-    assert {e.code() for e in refused} == {grpc.StatusCode.ALREADY_EXISTS}
+    # The losers learn the email is taken, or that they lost a race (retryable):
+    # never an internal error.
+    assert {e.code() for e in refused} <= {
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.ABORTED,
+    }, [e.details() for e in refused]
     members = await identity.stub.ListMembers(
         pb.ListMembersRequest(org_id=a.org_id), metadata=identity.as_(a.key)
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 import protovalidate
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -67,16 +68,17 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or details.method.startswith(("/grpc.health.", "/grpc.reflection.")):
             return handler
         public = details.method in self._public
+        deserialize = _lenient(handler.request_deserializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(handler.unary_unary, public, details.method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserialize,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self._unary_stream(handler.unary_stream, public, details.method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserialize,
                 response_serializer=handler.response_serializer,
             )
         return handler
@@ -128,6 +130,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         self._active.add(1, {"rpc.method": method})
         try:
             token = await self._authenticate(context, public)
+            if isinstance(request, _Undecodable):
+                raise errors.InvalidArgument(f"request is not a valid message: {request.reason}")
             self._validate(request)
             yield
         except (asyncio.CancelledError, grpc.aio.AbortError):
@@ -156,6 +160,29 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                     yield response
 
         return handle
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    reason: str
+
+
+def _lenient(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """A deserializer that hands bad bytes to the interceptor instead of failing.
+
+    gRPC answers a failed deserialization with UNKNOWN and the parser's
+    message; the caller deserves INVALID_ARGUMENT like any other bad input.
+    """
+    if deserialize is None:
+        return None
+
+    def lenient(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except DecodeError as error:
+            return _Undecodable(str(error) or "cannot be parsed")
+
+    return lenient
 
 
 @dataclass(frozen=True)

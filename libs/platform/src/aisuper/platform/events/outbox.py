@@ -70,8 +70,11 @@ class Outbox:
         return headers["ce_id"]
 
     async def wait_for_new(self, within_s: float) -> None:
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+        # cancellation that races with the event, and the relay never stops.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), within_s)
+            async with asyncio.timeout(within_s):
+                await self._wake.wait()
         self._wake.clear()
 
 
