@@ -52,8 +52,8 @@ lint: env ## ruff and mypy
 	@$(UV) run --frozen ruff format --check .
 	@$(UV) run --frozen mypy libs/platform/src services/identity/src cli/src
 
-bench: env ## benchmarks (results go to docs/benchmarks.md by hand)
-	@$(UV) run --frozen python -m tests.bench
+bench: env ## run the benchmarks in tests/bench (see docs/benchmarks.md)
+	@$(UV) run --frozen python tests/bench/run.py
 
 clean: ## remove environments and build output (keeps .aisuper data)
 	rm -rf .venv .tools .build proto/third_party
