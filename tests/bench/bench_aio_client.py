@@ -87,7 +87,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     args = parser.parse_args()
     result = asyncio.run(
-        run(args.target, os.environ[args.credential_env], args.concurrency, args.warmup, args.duration)
+        run(
+            args.target,
+            os.environ[args.credential_env],
+            args.concurrency,
+            args.warmup,
+            args.duration,
+        )
     )
     print(json.dumps(result))
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from bench_common import (
     BENCH_CACHE,
     CLIENT_CORE,
+    DEFAULT_ROUNDS,
     MAX_ATTEMPTS,
     SERVER_CORE,
     CpuWatch,
@@ -40,6 +41,8 @@ from bench_common import (
     can_pin,
     clean_env,
     log,
+    median_run,
+    pick_calm,
     pin_all_threads,
     pinned,
     wait_for_quiet,
@@ -74,6 +77,8 @@ class AuthResult:
     disturbed: bool
     attempts: int
     notes: list[str] = field(default_factory=list)
+    #: req/s of every round, in order (the row shows the median round)
+    rounds: list[float] = field(default_factory=list)
 
 
 # --- the load generator -----------------------------------------------------------------------
@@ -336,6 +341,152 @@ def _client_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def start_py_spy(
+    pid: int, out: Path, duration_s: float, core: int | None
+) -> subprocess.Popen[bytes] | None:
+    """py-spy (from PATH, else through uvx) sampling `pid` for `duration_s`; None without it."""
+    command = ["py-spy"] if shutil.which("py-spy") else ["uvx", "py-spy"]
+    if shutil.which(command[0]) is None:
+        log("py-spy not available (neither py-spy nor uvx on PATH): no profile")
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Blocking mode (the default): consistent stacks, at the price of brief pauses.
+    spy = subprocess.Popen(
+        pinned(
+            [*command, "record", "--pid", str(pid), "--rate", "150", "--duration",
+             str(int(duration_s)), "--threads", "--format", "raw", "-o", str(out)],
+            core,
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    time.sleep(1.0)  # let it attach
+    return spy
+
+
+def finish_py_spy(spy: subprocess.Popen[bytes], out: Path) -> None:
+    _, stderr = spy.communicate(timeout=120)
+    if spy.returncode != 0 or not out.is_file():
+        log(f"py-spy failed ({spy.returncode}): {stderr.decode(errors='replace')[-300:]}")
+        return
+    summary = out.with_suffix(".txt")
+    summary.write_text(summarize_py_spy(out))
+    log(f"py-spy profile: {out} (summary {summary})")
+
+
+def summarize_py_spy(raw: Path, top: int = 40) -> str:
+    """Inclusive and self shares of the main thread's functions in a py-spy raw profile."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if not count.isdigit() or "MainThread" not in frames[0]:
+            continue
+        n = int(count)
+        total += n
+        names = [frame.rsplit(":", 1)[0] + ")" if ":" in frame else frame for frame in frames[1:]]
+        for name in set(names):
+            inclusive[name] = inclusive.get(name, 0) + n
+        if names:
+            own[names[-1]] = own.get(names[-1], 0) + n
+    lines = [f"main thread: {total} samples", "", "inclusive:"]
+    for name, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"{n / max(total, 1):6.1%}  {name}")
+    lines += ["", "self:"]
+    for name, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"{n / max(total, 1):6.1%}  {name}")
+    return "\n".join(lines) + "\n"
+
+
+def measure(
+    name: str,
+    *,
+    server_pid: int,
+    address: str,
+    credential: str,
+    workdir: Path,
+    ghz: Path | None,
+    warmup_s: float,
+    duration_s: float,
+    attempts: int,
+    other_pids: tuple[int, ...] = (),
+    py_spy_out: Path | None = None,
+) -> AuthResult:
+    """Warm-up, then a timed run; repeated (up to `attempts`) while others disturb it.
+
+    With `py_spy_out`, py-spy samples the server during the (first) timed run (raw format).
+    """
+    pin = can_pin()
+    client_core = CLIENT_CORE if pin else None
+    (workdir / "metadata.json").write_text(json.dumps({"authorization": f"Bearer {credential}"}))
+    if ghz is not None:
+        write_protoset(workdir / "identity.protoset")
+    tries: list[AuthResult] = []
+    for attempt in range(1, attempts + 1):
+        if ghz is not None:
+            _ghz(ghz, workdir, address, warmup_s, client_core)
+        spy = None
+        if py_spy_out is not None and attempt == 1:
+            # Its own CPU shows as "others": a profiled run is no result anyway.
+            spy = start_py_spy(server_pid, py_spy_out, duration_s, client_core)
+        watch = CpuWatch([server_pid, *other_pids])
+        client0 = _client_cpu_s()
+        with watch.measure():
+            if ghz is not None:
+                run = _ghz(ghz, workdir, address, duration_s, client_core)
+            else:
+                run = _python_client(credential, address, warmup_s, duration_s, client_core)
+        if spy is not None:
+            finish_py_spy(spy, py_spy_out)  # type: ignore[arg-type]
+        client_s = _client_cpu_s() - client0
+        cpu = watch.report
+        assert cpu is not None
+        result = AuthResult(
+            variant=name,
+            client=f"ghz {GHZ_VERSION}" if ghz is not None else "grpc.aio (Python)",
+            rps=run.rps,
+            p50_ms=run.p50_ms,
+            p99_ms=run.p99_ms,
+            requests=run.requests,
+            errors=run.errors,
+            duration_s=run.duration_s,
+            server_cores=cpu.cores_of(server_pid),
+            client_cores=client_s / cpu.wall_s,
+            foreign_cores=cpu.foreign_cores,
+            disturbed=cpu.disturbed,
+            attempts=attempt,
+        )
+        log(
+            f"authenticate [{name}] attempt {attempt}: {run.rps:,.0f} req/s, "
+            f"p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms, errors {run.errors}, "
+            f"server {result.server_cores:.2f} cores, client {result.client_cores:.2f}, "
+            f"others {result.foreign_cores:.2f}" + (" DISTURBED" if result.disturbed else "")
+        )
+        tries.append(result)
+        if not result.disturbed:
+            break
+        wait_for_quiet()
+    best = pick_calm(tries, lambda r: r.foreign_cores)
+    best.attempts = len(tries)
+    if not pin:
+        best.notes.append("not pinned: taskset missing or cores 0-1 not both allowed")
+    return best
+
+
+def aggregate(runs: list[AuthResult]) -> AuthResult:
+    """One row per configuration: its median round, with every round's req/s."""
+    row = median_run(runs, lambda r: r.rps, lambda r: r.disturbed)
+    row.rounds = [r.rps for r in runs]
+    row.attempts = sum(r.attempts for r in runs)
+    return row
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name).strip("-").lower()
+
+
 def run_variant(
     name: str,
     env: dict[str, str],
@@ -348,71 +499,109 @@ def run_variant(
     warmup_s: float,
     duration_s: float,
     attempts: int,
+    py_spy_out: Path | None = None,
 ) -> AuthResult:
-    pin = can_pin()
-    server_core = SERVER_CORE if pin else None
-    client_core = CLIENT_CORE if pin else None
-    slug = "".join(c if c.isalnum() else "-" for c in name)
-    best: AuthResult | None = None
+    server_core = SERVER_CORE if can_pin() else None
+    slug = _slug(name)
     with identity_server(root / slug, bootstrap, idempotence, server_core, env) as server:
         credential = (server.workdir / "operator.key").read_text().strip()
         server.authenticate_once(credential)
-        (server.workdir / "metadata.json").write_text(
-            json.dumps({"authorization": f"Bearer {credential}"})
+        return measure(
+            name,
+            server_pid=server.process.pid,
+            address=server.address,
+            credential=credential,
+            workdir=server.workdir,
+            ghz=ghz,
+            warmup_s=warmup_s,
+            duration_s=duration_s,
+            attempts=attempts,
+            other_pids=(broker_pid,),
+            py_spy_out=py_spy_out,
         )
-        if ghz is not None:
-            write_protoset(server.workdir / "identity.protoset")
-        for attempt in range(1, attempts + 1):
-            if ghz is not None:
-                _ghz(ghz, server.workdir, server.address, warmup_s, client_core)
-            watch = CpuWatch([server.process.pid, broker_pid])
-            client0 = _client_cpu_s()
-            with watch.measure():
-                if ghz is not None:
-                    run = _ghz(ghz, server.workdir, server.address, duration_s, client_core)
-                else:
-                    run = _python_client(
-                        credential, server.address, warmup_s, duration_s, client_core
+
+
+@contextlib.contextmanager
+def layers_server(mode: str, workdir: Path, env: dict[str, str]) -> Iterator[tuple[int, str]]:
+    """`bench_layers_server.py --mode MODE` pinned like identity: (pid, address)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    script = Path(__file__).with_name("bench_layers_server.py")
+    process = subprocess.Popen(
+        pinned([sys.executable, str(script), "--mode", mode], SERVER_CORE if can_pin() else None),
+        env=clean_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=(workdir / "server.log").open("wb"),
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"layers server ({mode}) exited: {process.wait()}")
+        yield process.pid, f"127.0.0.1:{json.loads(line)['port']}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+#: label -> (mode of bench_layers_server.py, extra environment)
+LAYERS: dict[str, tuple[str, dict[str, str]]] = {
+    "grpcio echo (anchor)": ("echo", {}),
+    "+ generated servicer, principal_to_proto": ("servicer", {}),
+    "+ OTel server interceptor": ("servicer+otel", {}),
+    "platform GrpcServer (OTel + CallInterceptor)": ("platform", {}),
+    "platform GrpcServer, sampler always_off": (
+        "platform",
+        {"OTEL_TRACES_SAMPLER": "always_off"},
+    ),
+    "platform GrpcServer, tracing=False": ("platform-notrace", {}),
+}
+
+
+def bench_layers(
+    *, quick: bool = False, client: str = "auto", rounds: int = DEFAULT_ROUNDS
+) -> list[AuthResult]:
+    """The same load against `bench_layers_server.py`, one layer more at a time."""
+    from bench_layers_server import CREDENTIAL
+
+    warmup_s, duration_s = (1.0, 3.0) if quick else (2.0, 10.0)
+    attempts = 1 if quick else MAX_ATTEMPTS
+    ghz = None if client == "python" else ghz_path()
+    runs: dict[str, list[AuthResult]] = {label: [] for label in LAYERS}
+    with tempfile.TemporaryDirectory(prefix="aisuper-bench-layers-") as tmp:
+        for round_ in range(rounds):
+            for n, (label, (mode, env)) in enumerate(LAYERS.items()):
+                workdir = Path(tmp) / f"{round_}-{n}"
+                wait_for_quiet()
+                with layers_server(mode, workdir, env) as (pid, address):
+                    runs[label].append(
+                        measure(
+                            label,
+                            server_pid=pid,
+                            address=address,
+                            credential=CREDENTIAL,
+                            workdir=workdir,
+                            ghz=ghz,
+                            warmup_s=warmup_s,
+                            duration_s=duration_s,
+                            attempts=attempts,
+                        )
                     )
-            client_s = _client_cpu_s() - client0
-            cpu = watch.report
-            assert cpu is not None
-            # The Python client's warm-up is inside the watched block: count the measured
-            # window only for the client's share of the CPU.
-            result = AuthResult(
-                variant=name,
-                client=f"ghz {GHZ_VERSION}" if ghz is not None else "grpc.aio (Python)",
-                rps=run.rps,
-                p50_ms=run.p50_ms,
-                p99_ms=run.p99_ms,
-                requests=run.requests,
-                errors=run.errors,
-                duration_s=run.duration_s,
-                server_cores=cpu.cores_of(server.process.pid),
-                client_cores=client_s / cpu.wall_s,
-                foreign_cores=cpu.foreign_cores,
-                disturbed=cpu.disturbed,
-                attempts=attempt,
-            )
-            log(
-                f"authenticate [{name}] attempt {attempt}: {run.rps:,.0f} req/s, "
-                f"p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms, errors {run.errors}, "
-                f"server {result.server_cores:.2f} cores, client {result.client_cores:.2f}, "
-                f"others {result.foreign_cores:.2f}" + (" DISTURBED" if result.disturbed else "")
-            )
-            if best is None or (best.disturbed and not result.disturbed):
-                best = result
-            if not result.disturbed:
-                break
-            wait_for_quiet()
-    assert best is not None
-    best.attempts = attempt
-    if not pin:
-        best.notes.append("not pinned: taskset missing or cores 0-1 not both allowed")
-    return best
+    return [aggregate(r) for r in runs.values()]
 
 
-def bench_authenticate(*, quick: bool = False, client: str = "auto") -> list[AuthResult]:
+def bench_authenticate(
+    *,
+    quick: bool = False,
+    client: str = "auto",
+    rounds: int = DEFAULT_ROUNDS,
+    profile_dir: Path | None = None,
+) -> list[AuthResult]:
+    """Identity itself, per variant; the variants take turns, `rounds` times."""
     from aisuper.platform.embedded.broker import start_embedded_broker_sync
 
     warmup_s, duration_s = (1.0, 3.0) if quick else (2.0, 10.0)
@@ -422,7 +611,7 @@ def bench_authenticate(*, quick: bool = False, client: str = "auto") -> list[Aut
         raise RuntimeError("ghz is not available (no Go toolchain to install it with)")
     if ghz is None:
         log("ghz not available: using the pure-Python grpc.aio client")
-    results: list[AuthResult] = []
+    runs: dict[str, list[AuthResult]] = {name: [] for name in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="aisuper-bench-auth-") as tmp:
         root = Path(tmp)
         kind = broker_preference()
@@ -430,22 +619,28 @@ def bench_authenticate(*, quick: bool = False, client: str = "auto") -> list[Aut
         broker = start_embedded_broker_sync(root / "broker", prefer=kind)  # type: ignore[arg-type]
         try:
             pin_all_threads(broker.pid, CLIENT_CORE if can_pin() else None)
-            for name, env in VARIANTS.items():
-                wait_for_quiet()
-                result = run_variant(
-                    name,
-                    env,
-                    root=root,
-                    bootstrap=broker.bootstrap,
-                    idempotence=broker.kind != "tansu",
-                    broker_pid=broker.pid,
-                    ghz=ghz,
-                    warmup_s=warmup_s,
-                    duration_s=duration_s,
-                    attempts=attempts,
-                )
-                result.notes.append(f"broker: {broker.kind}")
-                results.append(result)
+            for round_ in range(rounds):
+                for name, env in VARIANTS.items():
+                    wait_for_quiet()
+                    result = run_variant(
+                        name,
+                        env,
+                        root=root / str(round_),
+                        bootstrap=broker.bootstrap,
+                        idempotence=broker.kind != "tansu",
+                        broker_pid=broker.pid,
+                        ghz=ghz,
+                        warmup_s=warmup_s,
+                        duration_s=duration_s,
+                        attempts=attempts,
+                        py_spy_out=(
+                            profile_dir / f"authenticate-{_slug(name)}.raw"
+                            if profile_dir is not None and round_ == 0
+                            else None
+                        ),
+                    )
+                    result.notes.append(f"broker: {broker.kind}")
+                    runs[name].append(result)
         finally:
             broker.stop_sync()
-    return results
+    return [aggregate(r) for r in runs.values()]

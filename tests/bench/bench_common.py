@@ -18,13 +18,15 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BENCH_CACHE = REPO_ROOT / ".build" / "bench"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+T = TypeVar("T")
 
 #: Others may use this much CPU (in cores, averaged over the run) before a run is discarded.
 FOREIGN_LIMIT_CORES = 0.15
@@ -84,15 +86,35 @@ def _machine_busy_s() -> float:
     return (user + nice + system + steal) / CLK_TCK
 
 
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a live process (all its threads); 0 once it is gone."""
+def _stat_fields(pid: int) -> list[str] | None:
     try:
         with open(f"/proc/{pid}/stat") as f:
             text = f.read()
     except OSError:
-        return 0.0
-    fields = text.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return None
+    return text.rsplit(")", 1)[1].split()
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds of a live process tree: every thread of `pid` and of its descendants, plus
+    the children they reaped (e.g. PostgreSQL backends that exited); 0 once it is gone."""
+    children: dict[int, list[int]] = {}
+    cpu: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat_fields(int(entry))
+        if fields is None:
+            continue
+        # fields[1] is ppid; [11:15] utime, stime, cutime, cstime
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        cpu[int(entry)] = sum(int(v) for v in fields[11:15]) / CLK_TCK
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += cpu.get(current, 0.0)
+        todo.extend(children.get(current, ()))
+    return total
 
 
 def _own_cpu_s() -> float:
@@ -197,8 +219,29 @@ def package_version(name: str) -> str:
         return "not installed"
 
 
+def source_revision() -> str:
+    """The commit benchmarked, and whether the work tree differed from it (read-only git)."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head} (work tree modified)" if dirty else head
+
+
 def machine_info() -> dict[str, str]:
     return {
+        "revision": source_revision(),
         "nproc": str(os.cpu_count()),
         "cpu": cpu_model(),
         "kernel": platform.release(),
@@ -214,8 +257,26 @@ def machine_info() -> dict[str, str]:
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment for a benchmarked process: ours without any OTEL_* or AISUPER_*
     variable (so an exporter or a setting from the shell cannot skew it), plus `extra`."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AISUPER_", "GRPC_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AISUPER_", "GRPC_"))}
     env.update(extra)
     return env
+
+
+# --- rounds -----------------------------------------------------------------------------------
+
+#: Measured rounds per configuration (the median is reported): the host's speed drifts by tens
+#: of percent between minutes even when no process of this machine competes (a shared VM).
+DEFAULT_ROUNDS = 3
+
+
+def median_run(runs: list[T], value: Callable[[T], float], disturbed: Callable[[T], bool]) -> T:
+    """The run with the median `value` among the undisturbed runs (all runs when none is);
+    the lower one of the two middle runs for an even count."""
+    pool = [r for r in runs if not disturbed(r)] or list(runs)
+    ordered = sorted(pool, key=value)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def pick_calm(results: list[T], foreign: Callable[[T], float]) -> T:
+    """Of several attempts of one run, the least disturbed."""
+    return min(results, key=foreign)

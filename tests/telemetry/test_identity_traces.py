@@ -41,6 +41,9 @@ async def test_revocation_is_one_trace_from_grpc_through_kafka_to_the_consumer(
         for s in named(spans, "/aisuper.identity.v1.IdentityService/RevokeApiKey", trace_id)
         if s.kind == SpanKind.SERVER
     ]
+    assert server.attributes is not None
+    assert server.attributes["rpc.service"] == "aisuper.identity.v1.IdentityService"
+    assert server.attributes["rpc.grpc.status_code"] == 0
     [publish] = named(spans, "identity.api-keys publish", trace_id)
     assert publish.kind == SpanKind.PRODUCER
     assert publish.parent is not None

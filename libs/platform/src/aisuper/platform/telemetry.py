@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from opentelemetry import metrics, trace
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from opentelemetry.instrumentation.grpc.filters import health_check, negate
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
@@ -89,11 +89,6 @@ def instrument_sqlalchemy() -> None:
         # uses (engine events, create_engine) are unchanged in 2.1, and a test
         # checks that database spans appear.
         instrumentor.instrument(skip_dep_check=True)
-
-
-def grpc_server_tracing() -> object:
-    """The OpenTelemetry server interceptor, with health checks left out."""
-    return aio_server_interceptor(filter_=negate(health_check()))  # type: ignore[no-untyped-call]
 
 
 def grpc_client_tracing() -> Sequence[object]:

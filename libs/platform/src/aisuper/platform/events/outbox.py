@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -26,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
 
 from aisuper.platform.db import Database, after_commit
-from aisuper.platform.events.envelope import EventCatalog, encode_headers, headers_to_kafka
+from aisuper.platform.events.envelope import EventCatalog, encode_headers
 from aisuper.platform.tables import OutboxRecord
 
 log = logging.getLogger(__name__)
@@ -53,9 +52,22 @@ class Outbox:
         headers = encode_headers(
             event_type, source=self.catalog.source, subject=subject, org_id=org_id
         )
-        # The trace context of the change travels with the row, so the
-        # relay's publish span (and every consumer after it) joins this trace.
-        propagate.inject(headers)
+        # The publish span belongs to the change that emits the event, so it is
+        # made here, in the caller's trace, and its context travels with the
+        # row: every consumer span becomes its child. The relay then only moves
+        # bytes (a span per event there cost a third of its throughput).
+        with tracer.start_as_current_span(
+            f"{event_type.topic} publish",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "publish",
+                "messaging.destination.name": event_type.topic,
+                "messaging.message.id": headers["ce_id"],
+                "messaging.kafka.message.key": subject,
+            },
+        ):
+            propagate.inject(headers)
         session.add(
             OutboxRecord(
                 ce_id=headers["ce_id"],
@@ -141,53 +153,40 @@ class OutboxRelay:
     async def publish_batch(self) -> int:
         """Publishes the oldest unpublished rows; returns how many."""
         async with self._db.read() as session:
-            rows: Sequence[OutboxRecord] = (
-                (
-                    await session.execute(
-                        sa.select(OutboxRecord)
-                        .where(col(OutboxRecord.published_at).is_(None))
-                        .order_by(col(OutboxRecord.id))
-                        .limit(self._batch_size)
+            rows = (
+                await session.execute(
+                    sa.select(
+                        col(OutboxRecord.id),
+                        col(OutboxRecord.topic),
+                        col(OutboxRecord.key),
+                        col(OutboxRecord.headers),
+                        col(OutboxRecord.payload),
                     )
+                    .where(col(OutboxRecord.published_at).is_(None))
+                    .order_by(col(OutboxRecord.id))
+                    .limit(self._batch_size)
                 )
-                .scalars()
-                .all()
-            )
+            ).all()
         if not rows:
             return 0
-        acks = [await self._send(row) for row in rows]
+        send = self._producer.send
+        acks = [
+            await send(
+                topic,
+                value=payload,
+                key=key.encode(),
+                headers=[(k, v.encode()) for k, v in json.loads(headers).items()],
+            )
+            for _, topic, key, headers, payload in rows
+        ]
         await asyncio.gather(*acks)
         async with self._db.write() as session:
             await session.execute(
                 sa.update(OutboxRecord)
-                .where(col(OutboxRecord.id).in_([row.id for row in rows]))
+                .where(col(OutboxRecord.id).in_([row[0] for row in rows]))
                 .values(published_at=datetime.now(UTC))
             )
         return len(rows)
-
-    async def _send(self, row: OutboxRecord) -> asyncio.Future[object]:
-        headers: dict[str, str] = json.loads(row.headers)
-        parent = propagate.extract(headers)
-        with tracer.start_as_current_span(
-            f"{row.topic} publish",
-            context=parent,
-            kind=SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.operation.type": "publish",
-                "messaging.destination.name": row.topic,
-                "messaging.message.id": row.ce_id,
-                "messaging.kafka.message.key": row.key,
-            },
-        ):
-            propagate.inject(headers)
-            future: asyncio.Future[object] = await self._producer.send(
-                row.topic,
-                value=row.payload,
-                key=row.key.encode(),
-                headers=headers_to_kafka(headers),
-            )
-        return future
 
     async def purge(self) -> None:
         cutoff = datetime.now(UTC) - self._retention
