@@ -310,3 +310,11 @@ def test_load_topics_rejects_malformed_files(tmp_path: Path, text: str, message:
     with pytest.raises(TopicsFileError, match=message) as excinfo:
         load_topics(path)
     assert str(path) in str(excinfo.value)
+
+
+def test_cluster_ids_never_look_like_options() -> None:
+    from aisuper.platform.embedded.kafka import random_cluster_id
+
+    ids = [random_cluster_id() for _ in range(2000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids)

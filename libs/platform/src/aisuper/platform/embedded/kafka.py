@@ -138,8 +138,15 @@ def java_major_version(java: str) -> int | None:
 
 
 def random_cluster_id() -> str:
-    """A KRaft cluster id: a random UUID, URL-safe base64 without padding (22 chars)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: a random UUID, URL-safe base64 without padding (22 chars).
+
+    Like Kafka's own `Uuid.randomUuid()`, never one that starts with '-': the
+    storage tool's argument parser would take it for an option (1 in 64).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 @dataclass
