@@ -74,6 +74,15 @@ def api_key_proto(key: store.ApiKey) -> identity_pb2.ApiKey:
     )
 
 
+async def _existing_org(
+    session: AsyncSession, org_id: str, *, for_update: bool = False
+) -> store.Organization:
+    org = await store.get_organization(session=session, org_id=org_id, for_update=for_update)
+    if org is None:
+        raise NotFound("organization not found")
+    return org
+
+
 class IdentityApi(identity_pb2_grpc.IdentityServiceServicer):
     def __init__(
         self, *, db: Database, outbox: Outbox, tokens: TokenIssuer, cache: AuthCache, audience: str
@@ -198,9 +207,7 @@ class IdentityApi(identity_pb2_grpc.IdentityServiceServicer):
         principal = current_principal()
         domain.require_visible(principal, request.org_id)
         async with self._db.read() as session:
-            org = await store.get_organization(session=session, org_id=request.org_id)
-        if org is None:
-            raise NotFound("organization not found")
+            org = await _existing_org(session, request.org_id)
         return identity_pb2.GetOrganizationResponse(organization=organization_proto(org))
 
     async def ListOrganizations(
@@ -224,10 +231,7 @@ class IdentityApi(identity_pb2_grpc.IdentityServiceServicer):
         self, session: AsyncSession, principal: Principal, org_id: str
     ) -> store.Organization:
         domain.require_visible(principal, org_id)
-        org = await store.get_organization(session=session, org_id=org_id, for_update=True)
-        if org is None:
-            raise NotFound("organization not found")
-        return org
+        return await _existing_org(session, org_id, for_update=True)
 
     async def VerifyOrganization(
         self, request: identity_pb2.VerifyOrganizationRequest, context: Context
@@ -301,11 +305,7 @@ class IdentityApi(identity_pb2_grpc.IdentityServiceServicer):
 
         async def create(session: AsyncSession) -> identity_pb2.AddMemberResponse:
             # The org row lock serialises membership changes of one org.
-            org = await store.get_organization(
-                session=session, org_id=request.org_id, for_update=True
-            )
-            if org is None:
-                raise NotFound("organization not found")
+            await _existing_org(session, request.org_id, for_update=True)
             if await store.find_member_by_email(
                 session=session, org_id=request.org_id, email=email
             ):
@@ -385,8 +385,7 @@ class IdentityApi(identity_pb2_grpc.IdentityServiceServicer):
         domain.require_visible(principal, request.org_id)
         size = pagination.page_size(request.page_size)
         async with self._db.read() as session:
-            if await store.get_organization(session=session, org_id=request.org_id) is None:
-                raise NotFound("organization not found")
+            await _existing_org(session, request.org_id)
             members = await store.list_members(
                 session=session,
                 org_id=request.org_id,
@@ -456,9 +455,7 @@ class IdentityApi(identity_pb2_grpc.IdentityServiceServicer):
         )
 
         async def create(session: AsyncSession) -> identity_pb2.CreateApiKeyResponse:
-            org = await store.get_organization(session=session, org_id=request.org_id)
-            if org is None:
-                raise NotFound("organization not found")
+            await _existing_org(session, request.org_id)
             if request.member_id and not await store.get_member(
                 session=session, org_id=request.org_id, member_id=request.member_id
             ):
@@ -496,8 +493,7 @@ class IdentityApi(identity_pb2_grpc.IdentityServiceServicer):
         domain.require_visible(principal, request.org_id)
         size = pagination.page_size(request.page_size)
         async with self._db.read() as session:
-            if await store.get_organization(session=session, org_id=request.org_id) is None:
-                raise NotFound("organization not found")
+            await _existing_org(session, request.org_id)
             keys = await store.list_api_keys(
                 session=session,
                 org_id=request.org_id,
