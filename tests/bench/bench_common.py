@@ -179,7 +179,7 @@ def wait_for_quiet(max_wait_s: float = 120.0, limit_cores: float = 0.3) -> float
     while True:
         watch = CpuWatch([])
         with watch.measure():
-            time.sleep(2.0)
+            time.sleep(2.0)  # the sampling window itself, not a wait for a condition
         assert watch.report is not None
         busy = watch.report.foreign_cores
         if busy < limit_cores or time.monotonic() > deadline:

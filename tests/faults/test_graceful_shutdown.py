@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 import sqlalchemy as sa
-from identity_harness import IdentityProcess, spawn_identity
+from identity_harness import IdentityProcess, Spawner
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from aisuper.identity.v1 import identity_pb2, identity_pb2_grpc
@@ -33,16 +33,9 @@ async def test_sigterm_drains_in_flight_calls_and_exits_cleanly(
     broker: BrokerUnderTest,
     database_url: str,
     tmp_path: Path,
-    identity_processes: list[IdentityProcess],
+    spawn: Spawner,
 ) -> None:
-    proc = spawn_identity(
-        bootstrap=broker.bootstrap,
-        idempotence=broker.idempotence,
-        database_url=database_url,
-        workdir=tmp_path,
-        metrics=True,
-    )
-    identity_processes.append(proc)
+    proc = spawn(metrics=True)
     await proc.wait_serving()
 
     async with channel(proc.address, tracing=False) as chan:

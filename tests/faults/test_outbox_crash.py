@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from identity_harness import IdentityProcess, spawn_identity
+from identity_harness import Spawner
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aisuper.identity.v1 import identity_pb2, identity_pb2_grpc
@@ -31,16 +31,14 @@ async def test_sigkill_between_commit_and_publish_loses_nothing_and_duplicates_n
     broker: BrokerUnderTest,
     database_url: str,
     tmp_path: Path,
-    identity_processes: list[IdentityProcess],
+    spawn: Spawner,
 ) -> None:
     # A broker of our own, so that freezing it disturbs no other test.
     own = await start_embedded_broker(
         tmp_path / "broker", prefer="apache-kafka" if broker.is_apache_kafka else "tansu"
     )
     try:
-        await _crash_and_recover(
-            own.bootstrap, own.pid, broker, database_url, tmp_path, identity_processes
-        )
+        await _crash_and_recover(own.bootstrap, own.pid, database_url, tmp_path, spawn)
     finally:
         os.killpg(own.pid, signal.SIGCONT)
         await own.stop()
@@ -49,22 +47,11 @@ async def test_sigkill_between_commit_and_publish_loses_nothing_and_duplicates_n
 async def _crash_and_recover(
     bootstrap: str,
     broker_pid: int,
-    broker: BrokerUnderTest,
     database_url: str,
     tmp_path: Path,
-    identity_processes: list[IdentityProcess],
+    spawn: Spawner,
 ) -> None:
-    def spawn() -> IdentityProcess:
-        proc = spawn_identity(
-            bootstrap=bootstrap,
-            idempotence=broker.idempotence,
-            database_url=database_url,
-            workdir=tmp_path,
-        )
-        identity_processes.append(proc)
-        return proc
-
-    first = spawn()
+    first = spawn(bootstrap=bootstrap)
     await first.wait_serving()
 
     # Freeze the broker: the commit succeeds, the relay cannot publish.
@@ -126,7 +113,7 @@ async def _crash_and_recover(
     )
     await faststream.start()
     try:
-        second = spawn()
+        second = spawn(bootstrap=bootstrap)
         await second.wait_serving()
         await eventually(lambda: ORGANIZATION_REGISTERED.ce_type in effects, within_s=30)
         # A later event on the same key (same partition, so ordered after any

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from identity_harness import IdentityProcess, spawn_identity
+from identity_harness import Spawner
 
 from aisuper.identity.v1 import identity_pb2, identity_pb2_grpc
 from aisuper.platform.grpc_client import bearer, channel
@@ -19,18 +19,8 @@ async def test_tokens_of_revoked_keys_and_suspended_orgs_stay_refused_after_a_re
     broker: BrokerUnderTest,
     database_url: str,
     tmp_path: Path,
-    identity_processes: list[IdentityProcess],
+    spawn: Spawner,
 ) -> None:
-    def spawn() -> IdentityProcess:
-        proc = spawn_identity(
-            bootstrap=broker.bootstrap,
-            idempotence=broker.idempotence,
-            database_url=database_url,
-            workdir=tmp_path,
-        )
-        identity_processes.append(proc)
-        return proc
-
     first = spawn()
     await first.wait_serving()
     operator = bearer((tmp_path / "operator.key").read_text().strip())

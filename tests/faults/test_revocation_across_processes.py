@@ -7,7 +7,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from identity_harness import IdentityProcess, spawn_identity
+from identity_harness import Spawner
 
 from aisuper.identity.v1 import identity_pb2, identity_pb2_grpc
 from aisuper.platform.grpc_client import bearer, channel
@@ -20,18 +20,11 @@ async def test_revoked_key_is_rejected_by_the_other_replica_within_one_second(
     broker: BrokerUnderTest,
     database_url: str,
     tmp_path: Path,
-    identity_processes: list[IdentityProcess],
+    spawn: Spawner,
 ) -> None:
     replicas = []
     for name in ("a", "b"):
-        proc = spawn_identity(
-            bootstrap=broker.bootstrap,
-            idempotence=broker.idempotence,
-            database_url=database_url,
-            workdir=tmp_path,
-            name=name,
-        )
-        identity_processes.append(proc)
+        proc = spawn(name=name)
         await proc.wait_serving()  # one after the other: the first creates the operator
         replicas.append(proc)
     a, b = replicas

@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import grpc
 import pytest
@@ -162,11 +163,32 @@ def spawn_identity(
     return IdentityProcess(process, f"127.0.0.1:{port}", log, metrics_port)
 
 
+class Spawner(Protocol):
+    def __call__(
+        self, *, name: str = ..., metrics: bool = ..., bootstrap: str | None = ...
+    ) -> IdentityProcess: ...
+
+
 @pytest.fixture
-def identity_processes() -> Iterator[list[IdentityProcess]]:
-    """Collects spawned processes and kills whatever a test leaves running."""
+def spawn(broker: BrokerUnderTest, database_url: str, tmp_path: Path) -> Iterator[Spawner]:
+    """Starts identity processes on this test's database; kills what the test leaves running."""
     spawned: list[IdentityProcess] = []
-    yield spawned
+
+    def start(
+        *, name: str = "identity", metrics: bool = False, bootstrap: str | None = None
+    ) -> IdentityProcess:
+        proc = spawn_identity(
+            bootstrap=bootstrap or broker.bootstrap,
+            idempotence=broker.idempotence,
+            database_url=database_url,
+            workdir=tmp_path,
+            name=name,
+            metrics=metrics,
+        )
+        spawned.append(proc)
+        return proc
+
+    yield start
     for proc in spawned:
         if proc.process.poll() is None:
             proc.kill()
