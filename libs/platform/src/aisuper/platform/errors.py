@@ -29,6 +29,10 @@ class InvalidArgument(DomainError):
         self.violations = violations or []
 
     @classmethod
+    def of(cls, violations: list[FieldViolation]) -> InvalidArgument:
+        return cls("; ".join(f"{v.field}: {v.description}" for v in violations), violations)
+
+    @classmethod
     def field(cls, field: str, description: str) -> InvalidArgument:
         return cls(f"{field}: {description}", [FieldViolation(field, description)])
 
@@ -41,8 +45,23 @@ class AlreadyExists(DomainError):
     pass
 
 
+@dataclass(frozen=True)
+class PreconditionViolation:
+    """One unmet precondition: `type` names the rule, `subject` what it is about."""
+
+    type: str
+    subject: str
+    description: str
+
+
 class FailedPrecondition(DomainError):
-    pass
+    def __init__(self, message: str, violations: list[PreconditionViolation] | None = None) -> None:
+        super().__init__(message)
+        self.violations = violations or []
+
+    @classmethod
+    def of(cls, violations: list[PreconditionViolation]) -> FailedPrecondition:
+        return cls("; ".join(f"{v.subject}: {v.description}" for v in violations), violations)
 
 
 class PermissionDenied(DomainError):

@@ -42,6 +42,19 @@ def to_status(error: errors.DomainError) -> grpc.Status:
             )
         )
         status.details.append(detail)
+    if isinstance(error, errors.FailedPrecondition) and error.violations:
+        detail = any_pb2.Any()
+        detail.Pack(
+            error_details_pb2.PreconditionFailure(
+                violations=[
+                    error_details_pb2.PreconditionFailure.Violation(
+                        type=v.type, subject=v.subject, description=v.description
+                    )
+                    for v in error.violations
+                ]
+            )
+        )
+        status.details.append(detail)
     converted: grpc.Status = rpc_status.to_status(status)
     return converted
 
@@ -79,4 +92,17 @@ def bad_request_of(error: grpc.aio.AioRpcError | grpc.RpcError) -> dict[str, str
             detail.Unpack(bad_request)
             for violation in bad_request.field_violations:
                 found[violation.field] = violation.description
+    return found
+
+
+def precondition_failures_of(error: grpc.aio.AioRpcError | grpc.RpcError) -> dict[str, str]:
+    """The unmet preconditions a status carries, subject -> description."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type, unused-ignore]
+    found: dict[str, str] = {}
+    for detail in status.details if status else ():
+        if detail.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
+            failure = error_details_pb2.PreconditionFailure()
+            detail.Unpack(failure)
+            for violation in failure.violations:
+                found[violation.subject] = violation.description
     return found

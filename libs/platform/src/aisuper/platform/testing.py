@@ -61,23 +61,41 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerUnderTest
         embedded.stop_sync()
 
 
+DatabaseFactory = Callable[[str], Awaitable[str]]
+
+
 @pytest.fixture
-async def database_url(tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh, empty database for one test."""
+async def make_database(tmp_path: Path) -> AsyncIterator[DatabaseFactory]:
+    """Makes fresh, empty databases for one test (one per service it runs)."""
     admin_url = os.environ.get("AISUPER_TEST_POSTGRES_URL")
-    if not admin_url:
-        yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
-        return
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield str(sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False))
-    finally:
+    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT") if admin_url else None
+    created: list[str] = []
+
+    async def make(label: str) -> str:
+        if admin is None:
+            return f"sqlite+aiosqlite:///{tmp_path / f'{label}.db'}"
+        name = f"t_{uuid.uuid4().hex[:16]}"
         async with admin.connect() as connection:
-            await connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+            await connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return str(admin.url.set(database=name).render_as_string(hide_password=False))
+
+    try:
+        yield make
+    finally:
+        if admin is not None:
+            async with admin.connect() as connection:
+                for name in created:
+                    await connection.execute(
+                        sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    )
+            await admin.dispose()
+
+
+@pytest.fixture
+async def database_url(make_database: DatabaseFactory) -> str:
+    """A fresh, empty database for one test."""
+    return await make_database("test")
 
 
 def unique(prefix: str = "t") -> str:
