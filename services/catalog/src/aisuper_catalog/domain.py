@@ -257,12 +257,13 @@ def publish_gaps(listing: pb.Listing) -> list[PreconditionViolation]:
         ("provider", bool(listing.provider.strip())),
         ("version", bool(listing.version.strip())),
         ("card", bool(listing.card.strip())),
-        ("license", bool(listing.license)),
         ("access_tier", bool(listing.access_tier)),
     ]
     attributes = ATTRIBUTES_OF_KIND[listing.kind]
     required.append((attributes, listing.WhichOneof("attributes") == attributes))
     if listing.kind in (MODEL, DATASET):
+        # Weights and data come under a licence; GPU hours come under the operator's terms.
+        required.append(("license", bool(listing.license)))
         required.append(("languages", bool(listing.languages)))
     if listing.kind == MODEL:
         model = listing.model
