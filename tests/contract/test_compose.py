@@ -1,5 +1,6 @@
-"""Contract tests of the local stack: docker-compose.yml, .env, the identity Dockerfile,
-.dockerignore, the OpenTelemetry Collector configuration and the PostgreSQL init script.
+"""Contract tests of the local stack: docker-compose.yml, .env, the Dockerfile of every aisuper
+service image (services/<name>/Dockerfile), .dockerignore, the OpenTelemetry Collector
+configuration and the PostgreSQL init script.
 
 Nothing here needs a Docker engine. The compose file is checked against the official Compose
 Specification JSON schema as vendored by check-jsonschema (a dev dependency of the workspace:
@@ -7,18 +8,23 @@ Specification JSON schema as vendored by check-jsonschema (a dev dependency of t
 in ``licenses/LICENSE.compose-spec``; the same schema ``check-jsonschema --builtin-schema
 vendor.compose-spec`` uses). When a Compose v2 CLI is installed (``docker compose`` plugin or a
 v2 ``docker-compose`` binary) ``docker compose config`` is run too; otherwise that test skips.
+
+The aisuper services are the compose services built from ``services/<name>/Dockerfile``; every
+check of an image, its environment and its scaling runs once per such service.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import itertools
 import json
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -33,7 +39,7 @@ jsonschema: Any = importlib.import_module("jsonschema")
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_FILE = ROOT / ".env"
-DOCKERFILE = ROOT / "services" / "identity" / "Dockerfile"
+ROOT_PYPROJECT = ROOT / "pyproject.toml"
 DOCKERIGNORE = ROOT / ".dockerignore"
 OTEL_DIR = ROOT / "infra" / "otel"
 COLLECTOR_CONFIG = OTEL_DIR / "collector.yaml"
@@ -42,7 +48,9 @@ POSTGRES_INIT = ROOT / "infra" / "postgres" / "init-databases.sql"
 SERVICE_DATABASES = {"identity", "catalog", "compute", "inference", "policy"}
 HEALTHY_CONDITIONS = {"service_healthy", "service_completed_successfully"}
 RESTART_POLICIES = {"always", "unless-stopped", "on-failure"}
-
+# The infrastructure every aisuper service waits for.
+INFRASTRUCTURE = {"kafka", "postgres", "otel-collector"}
+YAML_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 # --------------------------------------------------------------------------------------------
 # Loading and interpolation
@@ -156,6 +164,22 @@ def service_names() -> list[str]:
     return sorted(yaml.safe_load(COMPOSE_FILE.read_text())["services"])
 
 
+def aisuper_service_names() -> list[str]:
+    """The compose services built from services/<name>/Dockerfile: aisuper's own images."""
+    names = []
+    for name, service in yaml.safe_load(COMPOSE_FILE.read_text())["services"].items():
+        build = service.get("build")
+        dockerfile = build.get("dockerfile", "") if isinstance(build, dict) else ""
+        if str(dockerfile).startswith("services/"):
+            names.append(name)
+    return sorted(names)
+
+
+AISUPER_SERVICES = aisuper_service_names()
+# The services that authenticate their callers through identity.
+IDENTITY_CLIENTS = [name for name in AISUPER_SERVICES if name != "identity"]
+
+
 def environment_of(service: Mapping[str, Any]) -> dict[str, str]:
     """A service's environment, from either the mapping or the list form."""
     environment = service.get("environment") or {}
@@ -163,6 +187,48 @@ def environment_of(service: Mapping[str, Any]) -> dict[str, str]:
         pairs = (item.partition("=") for item in environment)
         return {key: value for key, _, value in pairs}
     return {key: "" if value is None else str(value) for key, value in environment.items()}
+
+
+def env_key(service: str, suffix: str) -> str:
+    """The .env variable of a service's setting: ("catalog", "GRPC_PORT") -> CATALOG_GRPC_PORT."""
+    return f"{service.upper().replace('-', '_')}_{suffix}"
+
+
+# Composed (not constructed) YAML keeps aliases as references to the anchored node, and merge keys
+# (`<<: *anchor`) as keys: what these helpers read to check that anchors are shared, not copied.
+
+
+def composed_root(text: str) -> dict[str, yaml.Node]:
+    root = yaml.compose(text)
+    assert isinstance(root, yaml.MappingNode)
+    return {key.value: value for key, value in root.value}
+
+
+def node_fields(node: yaml.Node) -> dict[str, yaml.Node]:
+    """A mapping node's fields with YAML merge keys resolved, as the merge spec says: explicit keys
+    win over merged ones, and among merged mappings the first one listed wins."""
+    assert isinstance(node, yaml.MappingNode), f"not a mapping: {node.start_mark}"
+    explicit: dict[str, yaml.Node] = {}
+    merged: dict[str, yaml.Node] = {}
+    for key, value in node.value:
+        if key.tag == YAML_MERGE_TAG:
+            sources = value.value if isinstance(value, yaml.SequenceNode) else [value]
+            for source in sources:
+                for field, field_value in node_fields(source).items():
+                    merged.setdefault(field, field_value)
+        else:
+            explicit[key.value] = value
+    return {**merged, **explicit}
+
+
+def merged_anchors(node: yaml.Node) -> list[yaml.Node]:
+    """The nodes a mapping merges in with `<<`."""
+    assert isinstance(node, yaml.MappingNode)
+    anchors: list[yaml.Node] = []
+    for key, value in node.value:
+        if key.tag == YAML_MERGE_TAG:
+            anchors.extend(value.value if isinstance(value, yaml.SequenceNode) else [value])
+    return anchors
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,6 +272,41 @@ def test_schema_check_catches_a_broken_compose_file() -> None:
     assert any("helthcheck" in error for error in errors)
 
 
+def _duplicate_keys(text: str) -> list[str]:
+    """Keys repeated in one mapping: PyYAML keeps the last silently, Compose refuses the file
+    (two `<<` keys included: several merges are written `<<: [*a, *b]`)."""
+    duplicates = []
+    root = yaml.compose(text)
+    assert root is not None, "empty YAML document"
+    pending: list[yaml.Node] = [root]
+    seen: set[int] = set()
+    while pending:
+        node = pending.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys = [key.value for key, _ in node.value if isinstance(key, yaml.ScalarNode)]
+            duplicates += [
+                f"line {node.start_mark.line + 1}: {key}"
+                for key in sorted(set(keys))
+                if keys.count(key) > 1
+            ]
+            pending += [value for _, value in node.value]
+        elif isinstance(node, yaml.SequenceNode):
+            pending += node.value
+    return duplicates
+
+
+def test_compose_file_repeats_no_key() -> None:
+    assert _duplicate_keys(compose_text()) == []
+
+
+def test_duplicate_key_check_catches_a_repeated_key() -> None:
+    text = "x-a: &a {k: 1}\nx-b: &b {j: 2}\ns:\n  <<: *a\n  <<: *b\n  v: 1\n  v: 2\n"
+    assert _duplicate_keys(text) == ["line 4: <<", "line 4: v"]
+
+
 # --------------------------------------------------------------------------------------------
 # (b) healthcheck, memory limit, restart policy, the shared logging anchor
 # --------------------------------------------------------------------------------------------
@@ -244,28 +345,103 @@ def test_service_has_a_restart_policy(name: str) -> None:
     assert str(restart).split(":")[0] in RESTART_POLICIES | {"any"}, f"{name}: restart {restart}"
 
 
-def test_every_service_uses_the_shared_logging_anchor() -> None:
-    # Composed (not constructed) YAML keeps aliases as references to the anchored node.
-    root = yaml.compose(compose_text())
-    assert isinstance(root, yaml.MappingNode)
-    top = {key.value: value for key, value in root.value}
-    assert "x-logging" in top, "no top-level x-logging extension"
+def _logging_anchor_errors(text: str) -> list[str]:
+    """Services whose logging is not the node anchored at x-logging, directly (`logging:
+    *logging`) or through a merged extension field (`<<: *aisuper-service` holding it)."""
+    top = composed_root(text)
+    if "x-logging" not in top:
+        return ["no top-level x-logging extension"]
     anchor = top["x-logging"]
     anchored = [
         event.anchor
-        for event in yaml.parse(compose_text())
+        for event in yaml.parse(text)
         if isinstance(event, yaml.MappingStartEvent) and event.anchor
     ]
-    assert anchored.count("logging") == 1, "x-logging is not anchored as &logging"
+    errors = []
+    if anchored.count("logging") != 1:
+        errors.append("x-logging is not anchored as &logging")
     services_node = top["services"]
     assert isinstance(services_node, yaml.MappingNode)
     for name_node, service_node in services_node.value:
-        fields = {key.value: value for key, value in service_node.value}
-        assert "logging" in fields, f"{name_node.value} has no logging"
-        assert fields["logging"] is anchor, f"{name_node.value}: logging is not *logging"
+        fields = node_fields(service_node)
+        if "logging" not in fields:
+            errors.append(f"{name_node.value} has no logging")
+        elif fields["logging"] is not anchor:
+            errors.append(f"{name_node.value}: logging is not *logging")
+    return errors
+
+
+def test_every_service_uses_the_shared_logging_anchor() -> None:
+    assert _logging_anchor_errors(compose_text()) == []
     logging = compose_raw()["x-logging"]
     assert logging["driver"] == "json-file"
     assert {"max-size", "max-file"} <= set(logging["options"]), "log files must rotate"
+
+
+def test_logging_anchor_check_catches_a_service_with_its_own_logging() -> None:
+    text = """
+x-logging: &logging {driver: json-file, options: {max-size: 1m, max-file: "2"}}
+x-base: &base {logging: *logging, restart: always}
+services:
+  direct: {image: a, logging: *logging}
+  merged: {<<: *base, image: b}
+  overridden: {<<: *base, image: c, logging: {driver: json-file}}
+  copied: {image: d, logging: {driver: json-file, options: {max-size: 1m, max-file: "2"}}}
+  missing: {image: e}
+"""
+    assert _logging_anchor_errors(text) == [
+        "overridden: logging is not *logging",
+        "copied: logging is not *logging",
+        "missing has no logging",
+    ]
+
+
+def test_aisuper_services_share_the_extension_fields() -> None:
+    top = composed_root(compose_text())
+    shared = top["x-aisuper-service"]
+    otel_env = top["x-otel-env"]
+    services_node = top["services"]
+    assert isinstance(services_node, yaml.MappingNode)
+    nodes = {name.value: node for name, node in services_node.value}
+    for name in AISUPER_SERVICES:
+        assert any(node is shared for node in merged_anchors(nodes[name])), (
+            f"{name} does not merge <<: *aisuper-service"
+        )
+        environment = node_fields(nodes[name])["environment"]
+        assert any(node is otel_env for node in merged_anchors(environment)), (
+            f"{name}'s environment does not merge <<: *otel-env"
+        )
+    # What the anchors hold, as written: the policies every aisuper service shares.
+    raw = compose_raw()
+    assert {"init", "restart", "logging", "stop_grace_period", "healthcheck"} <= set(
+        raw["x-aisuper-service"]
+    )
+    assert all(key.startswith("OTEL_") for key in raw["x-otel-env"])
+    # The service name is each service's own, never shared.
+    assert "OTEL_SERVICE_NAME" not in raw["x-otel-env"]
+
+
+def test_node_fields_resolves_merge_keys_like_yaml() -> None:
+    text = "x-a: &a {k: 1, j: 1}\nx-b: &b {k: 2, i: 2}\ns: {<<: [*a, *b], j: 3}\n"
+    fields = node_fields(composed_root(text)["s"])
+    assert {key: node.value for key, node in fields.items()} == {"k": "1", "j": "3", "i": "2"}
+    assert {key: str(node.value) for key, node in fields.items()} == {
+        key: str(value) for key, value in yaml.safe_load(text)["s"].items()
+    }
+
+
+@pytest.mark.parametrize("name", AISUPER_SERVICES)
+def test_service_healthcheck_asks_grpc_health_on_its_own_port(name: str) -> None:
+    service = services()[name]
+    test = service["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"], f"{name}: healthcheck is not a python probe"
+    script = test[3]
+    compile(script, f"{name} healthcheck", "exec")
+    assert "grpc_health.v1" in script
+    assert "HealthCheckResponse.SERVING" in script
+    # The probe reads the port the server listens on from the container's environment.
+    assert "os.environ['AISUPER_GRPC_PORT']" in script
+    assert environment_of(service)["AISUPER_GRPC_PORT"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,43 +464,82 @@ def test_depends_on_uses_conditions(name: str) -> None:
             assert all_services[dependency].get("healthcheck"), f"{dependency} has no healthcheck"
 
 
-def test_identity_waits_for_its_infrastructure() -> None:
-    depends_on = services()["identity"]["depends_on"]
-    assert {"kafka", "postgres", "otel-collector"} <= set(depends_on)
+@pytest.mark.parametrize("name", AISUPER_SERVICES)
+def test_service_waits_for_its_infrastructure(name: str) -> None:
+    depends_on = services()[name]["depends_on"]
+    assert set(depends_on) >= INFRASTRUCTURE, f"{name} starts before its infrastructure"
+    for dependency in INFRASTRUCTURE:
+        assert depends_on[dependency]["condition"] == "service_healthy"
 
 
-# --------------------------------------------------------------------------------------------
-# (d) identity's settings and the variables of .env
-# --------------------------------------------------------------------------------------------
+def test_the_stack_runs_identity_and_catalog() -> None:
+    assert {"identity", "catalog"} <= set(AISUPER_SERVICES)
+    assert IDENTITY_CLIENTS, "no service authenticates through identity"
+    # Every service image in the repository is part of the stack.
+    dockerfiles = {path.parent.name for path in (ROOT / "services").glob("*/Dockerfile")}
+    assert dockerfiles <= set(AISUPER_SERVICES), f"Dockerfiles outside the stack: {dockerfiles}"
 
 
-def test_identity_environment_points_at_the_stack() -> None:
+@pytest.mark.parametrize("name", IDENTITY_CLIENTS)
+def test_service_authenticates_through_identity(name: str) -> None:
     all_services = services()
-    environment = environment_of(all_services["identity"])
-    for key in ("AISUPER_KAFKA_BOOTSTRAP", "AISUPER_IDENTITY_DATABASE_URL", "OTEL_SERVICE_NAME"):
-        assert environment.get(key), f"identity's environment does not set {key}"
-    assert environment["OTEL_SERVICE_NAME"] == "identity"
+    environment = environment_of(all_services[name])
+    identity = environment_of(all_services["identity"])
+    host, _, port = environment["AISUPER_IDENTITY_TARGET"].partition(":")
+    assert host == "identity", f"{name}: AISUPER_IDENTITY_TARGET is not the identity service"
+    assert port == identity["AISUPER_GRPC_PORT"] == env_file()["IDENTITY_GRPC_PORT"]
+    # JWTs identity signs must carry the issuer this service expects.
+    assert environment["AISUPER_JWT_ISSUER"] == identity["AISUPER_IDENTITY_JWT_ISSUER"]
+    # Authentication needs identity up: start only once it answers its health check.
+    depends_on = all_services[name]["depends_on"]
+    assert depends_on.get("identity", {}).get("condition") == "service_healthy"
+
+
+# --------------------------------------------------------------------------------------------
+# (d) the services' settings and the variables of .env
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", AISUPER_SERVICES)
+def test_service_environment_points_at_the_stack(name: str) -> None:
+    all_services = services()
+    environment = environment_of(all_services[name])
+    database_key = env_key(f"aisuper_{name}", "DATABASE_URL")
+    for key in ("AISUPER_KAFKA_BOOTSTRAP", database_key, "OTEL_SERVICE_NAME"):
+        assert environment.get(key), f"{name}'s environment does not set {key}"
+    assert environment["OTEL_SERVICE_NAME"] == name
 
     kafka_host, _, kafka_port = environment["AISUPER_KAFKA_BOOTSTRAP"].partition(":")
     assert kafka_host in all_services, "AISUPER_KAFKA_BOOTSTRAP names no compose service"
     assert kafka_port == "9092"
 
-    database = urlsplit(environment["AISUPER_IDENTITY_DATABASE_URL"])
+    database = urlsplit(environment[database_key])
     assert database.scheme == "postgresql+asyncpg"
     assert database.hostname in all_services
-    assert database.path == "/identity"
+    assert database.path == f"/{name}"
+    assert name in SERVICE_DATABASES, f"infra/postgres/init-databases.sql makes no {name} database"
     assert database.username == env_file()["POSTGRES_USER"]
     assert database.password == env_file()["POSTGRES_PASSWORD"]
 
     otlp = urlsplit(environment["OTEL_EXPORTER_OTLP_ENDPOINT"])
     assert otlp.hostname in all_services, "OTEL_EXPORTER_OTLP_ENDPOINT names no compose service"
-    assert environment["AISUPER_GRPC_PORT"] == "50051"
+    assert environment["AISUPER_GRPC_PORT"] == env_file()[env_key(name, "GRPC_PORT")]
+    assert environment["AISUPER_METRICS_PORT"] == env_file()[env_key(name, "METRICS_PORT")]
     # The settings default to the loopback interface; in a container that is unreachable.
     assert environment["AISUPER_GRPC_HOST"] == "0.0.0.0"
-    assert environment["AISUPER_TOPICS_FILE"] in dockerfile_copy_destinations()
-    assert environment["AISUPER_METRICS_PORT"] == "9451"
+    assert environment["AISUPER_TOPICS_FILE"] in dockerfile_copy_destinations(name)
+    assert environment["AISUPER_JWT_ISSUER"] == env_file()["AISUPER_JWT_ISSUER"]
     # Telemetry is configured through the standard variables only.
     assert not [key for key in environment if key.startswith("AISUPER_OTEL")]
+    # The in-network ports are the ones the container exposes.
+    expose = {str(port) for port in all_services[name].get("expose", [])}
+    assert {environment["AISUPER_GRPC_PORT"], environment["AISUPER_METRICS_PORT"]} <= expose
+
+
+def test_services_listen_on_distinct_ports() -> None:
+    for suffix in ("GRPC_PORT", "METRICS_PORT"):
+        ports = [env_file()[env_key(name, suffix)] for name in AISUPER_SERVICES]
+        assert len(set(ports)) == len(ports), f"two services share a {suffix}: {ports}"
 
 
 def test_every_compose_variable_is_defined_in_env() -> None:
@@ -353,21 +568,55 @@ def test_images_are_pinned() -> None:
         if key.endswith("_IMAGE"):
             assert ":" in value, f"{key}={value} has no tag"
             assert not value.endswith(":latest"), f"{key}={value} is not pinned"
+    env = env_file()
+    for name in AISUPER_SERVICES:
+        image = services()[name]["image"]
+        assert image == f"{env['AISUPER_IMAGE_PREFIX']}/{name}:{env['AISUPER_IMAGE_TAG']}"
 
 
-def test_published_ports_bind_to_host_bind_and_identity_can_scale() -> None:
-    raw_services = compose_raw()["services"]
-    for name, service in raw_services.items():
+def test_published_ports_bind_to_host_bind() -> None:
+    for name, service in compose_raw()["services"].items():
         for port in service.get("ports", []):
             assert isinstance(port, str), f"{name}: use the short port syntax"
             assert port.startswith("${HOST_BIND}:"), f"{name}: {port} does not bind HOST_BIND"
-    identity = raw_services["identity"]
-    assert "container_name" not in identity, "container_name prevents --scale"
-    for port in identity.get("ports", []):
+
+
+def host_port_ranges(name: str) -> list[tuple[int, int]]:
+    """The host port ranges a service publishes (low, high), after interpolation."""
+    ranges = []
+    for port in compose_raw()["services"][name].get("ports", []):
         published = interpolate(port, env_file()).split(":")[1]
-        assert re.fullmatch(r"\d+-\d+", published), f"identity publishes fixed host port {port}"
+        assert re.fullmatch(r"\d+-\d+", published), f"{name} publishes fixed host port {port}"
         low, high = (int(part) for part in published.split("-"))
-        assert high > low
+        ranges.append((low, high))
+    return ranges
+
+
+@pytest.mark.parametrize("name", AISUPER_SERVICES)
+def test_service_can_scale(name: str) -> None:
+    service = compose_raw()["services"][name]
+    assert "container_name" not in service, "container_name prevents --scale"
+    ranges = host_port_ranges(name)
+    assert ranges, f"{name} publishes no gRPC port"
+    for low, high in ranges:
+        assert high > low, f"{name}: host port range {low}-{high} holds one replica"
+    grpc_ranges = [port for port in service["ports"] if env_key(name, "GRPC_HOST_PORTS") in port]
+    assert grpc_ranges, f"{name} does not publish ${{{env_key(name, 'GRPC_HOST_PORTS')}}}"
+
+
+def test_host_port_ranges_do_not_overlap() -> None:
+    ranges = sorted(
+        (low, high, name) for name in AISUPER_SERVICES for low, high in host_port_ranges(name)
+    )
+    for (_, high, name), (low, _, other) in itertools.pairwise(ranges):
+        assert high < low, f"the host port ranges of {name} and {other} overlap"
+    fixed = {
+        int(interpolate(port, env_file()).split(":")[1])
+        for name in set(service_names()) - set(AISUPER_SERVICES)
+        for port in compose_raw()["services"][name].get("ports", [])
+    }
+    for low, high, name in ranges:
+        assert not [port for port in fixed if low <= port <= high], f"{name}'s range is taken"
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,15 +646,19 @@ def test_postgres_creates_one_database_per_service() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# (e) the identity Dockerfile and .dockerignore
+# (e) the aisuper service Dockerfiles and .dockerignore
 # --------------------------------------------------------------------------------------------
 
 
-def dockerfile_instructions() -> list[tuple[str, str]]:
+def dockerfile(name: str) -> Path:
+    return ROOT / "services" / name / "Dockerfile"
+
+
+def parse_dockerfile(text: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs, comments dropped and continuation lines joined."""
     instructions: list[tuple[str, str]] = []
     pending = ""
-    for raw in DOCKERFILE.read_text().splitlines():
+    for raw in text.splitlines():
         line = raw.strip()
         if not pending and (not line or line.startswith("#")):
             continue
@@ -423,9 +676,13 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return instructions
 
 
-def dockerfile_stages() -> list[list[tuple[str, str]]]:
+def dockerfile_instructions(name: str) -> list[tuple[str, str]]:
+    return parse_dockerfile(dockerfile(name).read_text())
+
+
+def split_stages(instructions: Sequence[tuple[str, str]]) -> list[list[tuple[str, str]]]:
     stages: list[list[tuple[str, str]]] = []
-    for instruction in dockerfile_instructions():
+    for instruction in instructions:
         if instruction[0] == "FROM":
             stages.append([])
         if stages:
@@ -433,8 +690,111 @@ def dockerfile_stages() -> list[list[tuple[str, str]]]:
     return stages
 
 
-def test_dockerfile_is_multi_stage() -> None:
-    stages = dockerfile_stages()
+def dockerfile_stages(name: str) -> list[list[tuple[str, str]]]:
+    return split_stages(dockerfile_instructions(name))
+
+
+@functools.cache
+def service_project(name: str) -> dict[str, Any]:
+    """[project] of services/<name>/pyproject.toml."""
+    project = tomllib.loads((ROOT / "services" / name / "pyproject.toml").read_text())["project"]
+    assert isinstance(project, dict)
+    return project
+
+
+def service_module(name: str) -> str:
+    """The service's import package, run with `python -m` (aisuper-catalog -> aisuper_catalog)."""
+    module = str(service_project(name)["name"]).replace("-", "_")
+    assert (ROOT / "services" / name / "src" / module / "__main__.py").is_file(), module
+    return module
+
+
+def workspace_members() -> list[str]:
+    """The uv workspace members (paths from the root), globs of the root pyproject.toml expanded."""
+    workspace = tomllib.loads(ROOT_PYPROJECT.read_text())["tool"]["uv"]["workspace"]
+    excluded = {
+        path.relative_to(ROOT).as_posix()
+        for pattern in workspace.get("exclude", [])
+        for path in ROOT.glob(pattern)
+    }
+    members = set()
+    for pattern in workspace["members"]:
+        matches = [path for path in ROOT.glob(pattern) if (path / "pyproject.toml").is_file()]
+        assert matches, f"workspace member pattern {pattern!r} matches no project"
+        members |= {path.relative_to(ROOT).as_posix() for path in matches}
+    return sorted(members - excluded)
+
+
+def test_workspace_members_expand_the_globs() -> None:
+    members = workspace_members()
+    assert {"libs/protos", "libs/platform", "services/identity", "services/catalog", "cli"} <= set(
+        members
+    )
+    assert not [member for member in members if "*" in member]
+
+
+def _missing_member_metadata(
+    instructions: Sequence[tuple[str, str]], members: Sequence[str]
+) -> list[str]:
+    """The pyproject.toml files the builder lacks when it first runs `uv sync` (uv loads the
+    whole workspace, so every member's must be there, the root's and the lock file too)."""
+    builder = split_stages(instructions)[0]
+    copied: set[str] = set()
+    for keyword, arguments in builder:
+        if keyword == "RUN" and "uv sync" in arguments:
+            break
+        if keyword in ("COPY", "ADD") and "--from" not in arguments:
+            words = [word for word in arguments.split() if not word.startswith("--")]
+            sources, destination = words[:-1], words[-1]
+            for source in sources:
+                # `COPY a b ./` keeps the names; `COPY a/pyproject.toml a/pyproject.toml` too.
+                if destination.endswith("/") or len(sources) > 1:
+                    target = (PurePosixPath(destination) / PurePosixPath(source).name).as_posix()
+                else:
+                    target = destination
+                if target == PurePosixPath(source).as_posix():
+                    copied.add(source)
+    wanted = ["pyproject.toml", "uv.lock", *(f"{member}/pyproject.toml" for member in members)]
+    return [path for path in wanted if path not in copied]
+
+
+@pytest.mark.parametrize("name", AISUPER_SERVICES)
+def test_dockerfile_copies_every_workspace_members_metadata(name: str) -> None:
+    missing = _missing_member_metadata(dockerfile_instructions(name), workspace_members())
+    assert missing == [], f"{name}'s builder runs uv sync without {missing}"
+
+
+def test_member_metadata_check_catches_a_missing_member() -> None:
+    members = ["libs/a", "services/b", "cli"]
+
+    def builder(copies: str, after: str = "") -> list[tuple[str, str]]:
+        return parse_dockerfile(
+            f"FROM python:3.11 AS builder\n{copies}RUN uv sync --frozen\n{after}"
+            "FROM python:3.11 AS runtime\nCOPY --from=builder /app/cli/pyproject.toml cli/\n"
+        )
+
+    complete = (
+        "COPY pyproject.toml uv.lock ./\n"
+        "COPY libs/a/pyproject.toml libs/a/pyproject.toml\n"
+        "COPY services/b/pyproject.toml services/b/pyproject.toml\n"
+        "COPY cli/pyproject.toml cli/pyproject.toml\n"
+    )
+    assert _missing_member_metadata(builder(complete), members) == []
+    cli = "COPY cli/pyproject.toml cli/pyproject.toml\n"
+    without_cli = complete.replace(cli, "")
+    assert _missing_member_metadata(builder(without_cli), members) == ["cli/pyproject.toml"]
+    # A pyproject.toml copied to another place does not count, nor one copied after uv sync.
+    moved = without_cli + "COPY cli/pyproject.toml x/\n"
+    assert _missing_member_metadata(builder(moved), members) == ["cli/pyproject.toml"]
+    late = builder(without_cli, after=cli)
+    assert _missing_member_metadata(late, members) == ["cli/pyproject.toml"]
+    no_lock = complete.replace("COPY pyproject.toml uv.lock ./", "COPY pyproject.toml ./")
+    assert _missing_member_metadata(builder(no_lock), members) == ["uv.lock"]
+
+
+@pytest.mark.parametrize("name", AISUPER_SERVICES)
+def test_dockerfile_is_multi_stage(name: str) -> None:
+    stages = dockerfile_stages(name)
     assert len(stages) >= 2, "the Dockerfile must be multi-stage"
     names = [re.split(r"\s+as\s+", stage[0][1], flags=re.I) for stage in stages]
     assert all(len(parts) == 2 for parts in names), "name every stage (FROM ... AS name)"
@@ -443,35 +803,44 @@ def test_dockerfile_is_multi_stage() -> None:
     assert any(
         keyword == "COPY" and f"--from={builder}" in arguments for keyword, arguments in final
     ), "the final stage copies nothing from the builder"
+    # The venv's editable installs point at the service's sources: they must come along.
+    assert ("COPY", f"--from={builder} /app/services/{name} /app/services/{name}") in final
 
 
-def test_dockerfile_base_image_and_uv_are_pinned_like_env() -> None:
+@pytest.mark.parametrize("name", AISUPER_SERVICES)
+def test_dockerfile_base_image_and_uv_are_pinned_like_env(name: str) -> None:
     arguments = {
         key: value
-        for keyword, rest in dockerfile_instructions()
+        for keyword, rest in dockerfile_instructions(name)
         if keyword == "ARG" and "=" in rest
         for key, _, value in [rest.partition("=")]
     }
     assert arguments["PYTHON_IMAGE"] == env_file()["PYTHON_IMAGE"]
     assert arguments["UV_VERSION"] == env_file()["UV_VERSION"]
     assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", arguments["PYTHON_IMAGE"])
-    build_args = compose_raw()["services"]["identity"]["build"]["args"]
-    assert build_args == {"PYTHON_IMAGE": "${PYTHON_IMAGE}", "UV_VERSION": "${UV_VERSION}"}
+    build = compose_raw()["services"][name]["build"]
+    assert build["context"] == "."
+    assert build["dockerfile"] == f"services/{name}/Dockerfile"
+    assert build["args"] == {"PYTHON_IMAGE": "${PYTHON_IMAGE}", "UV_VERSION": "${UV_VERSION}"}
 
 
-def test_dockerfile_installs_the_locked_environment_with_uv() -> None:
-    runs = [arguments for keyword, arguments in dockerfile_stages()[0] if keyword == "RUN"]
+@pytest.mark.parametrize("name", AISUPER_SERVICES)
+def test_dockerfile_installs_the_locked_environment_with_uv(name: str) -> None:
+    runs = [arguments for keyword, arguments in dockerfile_stages(name)[0] if keyword == "RUN"]
     syncs = [run for run in runs if "uv sync" in run]
     assert syncs, "the builder stage never runs uv sync"
+    package = service_project(name)["name"]
+    assert package == f"aisuper-{name}"
     for sync in syncs:
         assert "--frozen" in sync, f"uv sync without --frozen: {sync}"
         assert "--no-dev" in sync, f"uv sync with dev dependencies: {sync}"
-        assert "--package aisuper-identity" in sync
+        assert re.search(rf"--package {re.escape(package)}(\s|$)", sync), sync
     assert any('pip install --no-cache-dir --disable-pip-version-check "uv==' in r for r in runs)
 
 
-def test_dockerfile_runs_as_a_non_root_user() -> None:
-    final = dockerfile_stages()[-1]
+@pytest.mark.parametrize("name", AISUPER_SERVICES)
+def test_dockerfile_runs_as_a_non_root_user(name: str) -> None:
+    final = dockerfile_stages(name)[-1]
     users = [arguments for keyword, arguments in final if keyword == "USER"]
     assert users, "the final stage never switches USER"
     user = users[-1].split(":")[0]
@@ -480,10 +849,12 @@ def test_dockerfile_runs_as_a_non_root_user() -> None:
     assert all(keyword != "RUN" for keyword, _ in final[last_user:]), "RUN after USER"
 
 
-def test_dockerfile_exposes_the_ports_and_starts_the_module() -> None:
-    final = dict(dockerfile_stages()[-1])
-    assert set(final["EXPOSE"].split()) >= {"50051", "9451"}
-    assert json.loads(final["ENTRYPOINT"]) == ["python", "-m", "aisuper_identity"]
+@pytest.mark.parametrize("name", AISUPER_SERVICES)
+def test_dockerfile_exposes_the_ports_and_starts_the_module(name: str) -> None:
+    final = dict(dockerfile_stages(name)[-1])
+    ports = {env_file()[env_key(name, "GRPC_PORT")], env_file()[env_key(name, "METRICS_PORT")]}
+    assert set(final["EXPOSE"].split()) >= ports
+    assert json.loads(final["ENTRYPOINT"]) == ["python", "-m", service_module(name)]
     assert "HEALTHCHECK" not in final
 
 
@@ -535,9 +906,9 @@ def dockerignored(path: str) -> bool:
     return ignored
 
 
-def dockerfile_context_sources() -> list[str]:
+def dockerfile_context_sources(name: str) -> list[str]:
     sources = []
-    for keyword, arguments in dockerfile_instructions():
+    for keyword, arguments in dockerfile_instructions(name):
         if keyword not in ("COPY", "ADD"):
             continue
         words = [word for word in arguments.split() if not word.startswith("--")]
@@ -547,25 +918,33 @@ def dockerfile_context_sources() -> list[str]:
     return sources
 
 
-def dockerfile_copy_destinations() -> set[str]:
+def dockerfile_copy_destinations(name: str) -> set[str]:
     return {
         arguments.split()[-1]
-        for keyword, arguments in dockerfile_stages()[-1]
+        for keyword, arguments in dockerfile_stages(name)[-1]
         if keyword in ("COPY", "ADD")
     }
 
 
-def test_dockerfile_points_the_service_at_the_copied_topics_file() -> None:
-    final = dockerfile_stages()[-1]
-    environment = " ".join(arguments for keyword, arguments in final if keyword == "ENV")
-    match = re.search(r"AISUPER_TOPICS_FILE=(\S+)", environment)
-    assert match, "the image does not set AISUPER_TOPICS_FILE"
-    assert match[1] in dockerfile_copy_destinations()
-    assert "AISUPER_GRPC_HOST=0.0.0.0" in environment
+def dockerfile_environment(name: str) -> dict[str, str]:
+    """ENV of the final stage (KEY=VALUE form), what the image runs with."""
+    final = dockerfile_stages(name)[-1]
+    text = " ".join(arguments for keyword, arguments in final if keyword == "ENV")
+    return {key: value.strip('"') for key, value in re.findall(r"(\w+)=(\"[^\"]*\"|\S+)", text)}
 
 
-def test_dockerignore_keeps_every_copied_source() -> None:
-    sources = dockerfile_context_sources()
+@pytest.mark.parametrize("name", AISUPER_SERVICES)
+def test_dockerfile_points_the_service_at_the_copied_topics_file(name: str) -> None:
+    environment = dockerfile_environment(name)
+    assert "AISUPER_TOPICS_FILE" in environment, "the image does not set AISUPER_TOPICS_FILE"
+    assert environment["AISUPER_TOPICS_FILE"] in dockerfile_copy_destinations(name)
+    assert environment["AISUPER_GRPC_HOST"] == "0.0.0.0"
+    assert environment["OTEL_SERVICE_NAME"] == name
+
+
+@pytest.mark.parametrize("name", AISUPER_SERVICES)
+def test_dockerignore_keeps_every_copied_source(name: str) -> None:
+    sources = dockerfile_context_sources(name)
     assert "uv.lock" in sources
     assert "pyproject.toml" in sources
     for source in sources:
@@ -578,10 +957,15 @@ def test_dockerignore_keeps_every_copied_source() -> None:
                 if file.is_file() and not dockerignored(file.relative_to(ROOT).as_posix())
             ]
             assert kept, f"{source}: .dockerignore leaves nothing of it"
+    # The service's migrations (beside src/, where it looks for them) go into the image.
+    for migration in (ROOT / "services" / name / "migrations").rglob("*.py"):
+        assert not dockerignored(migration.relative_to(ROOT).as_posix()), migration
 
 
-def test_dockerfile_sources_exist() -> None:
-    missing = [source for source in dockerfile_context_sources() if not (ROOT / source).exists()]
+@pytest.mark.parametrize("name", AISUPER_SERVICES)
+def test_dockerfile_sources_exist(name: str) -> None:
+    sources = dockerfile_context_sources(name)
+    missing = [source for source in sources if not (ROOT / source).exists()]
     assert missing == [], f"the Dockerfile COPYs files missing from the repository: {missing}"
 
 
@@ -593,6 +977,8 @@ def test_dockerignore_leaves_out_environments_and_secrets() -> None:
         "libs/platform/src/aisuper/platform/__pycache__/x.cpython-311.pyc",
         "services/identity/tests/test_x.py",
         "services/identity/.venv/bin/python",
+        "services/catalog/tests/unit/test_x.py",
+        "services/catalog/migrations/__pycache__/env.cpython-311.pyc",
         "tests/contract/test_compose.py",
         "docs/index.md",
     ):
@@ -601,6 +987,8 @@ def test_dockerignore_leaves_out_environments_and_secrets() -> None:
         "uv.lock",
         "libs/platform/src/aisuper/platform/__init__.py",
         "services/identity/src/aisuper_identity/__init__.py",
+        "services/catalog/src/aisuper_catalog/__init__.py",
+        "services/catalog/migrations/env.py",
         "infra/kafka/topics.yaml",
     ):
         assert not dockerignored(path), f".dockerignore leaves out {path}"
@@ -748,4 +1136,6 @@ def test_docker_compose_config_accepts_the_file() -> None:
     config = json.loads(rendered.stdout)
     # Compose's own interpolation agrees with the one these tests check.
     assert set(config["services"]) == set(services())
-    assert environment_of(config["services"]["identity"]) == environment_of(services()["identity"])
+    for name in AISUPER_SERVICES:
+        rendered_environment = environment_of(config["services"][name])
+        assert rendered_environment == environment_of(services()[name]), name
