@@ -10,6 +10,7 @@ import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import langcodes
 from google.protobuf import field_mask_pb2
@@ -61,7 +62,8 @@ MUTABLE_PATHS = frozenset(
     }
 )
 
-_LICENSE_REF = re.compile(r"LicenseRef-[A-Za-z0-9.-]+")
+# SPDX allows any length; ours fits a facet (and ListingFilter.license) with room to spare.
+_LICENSE_REF = re.compile(r"LicenseRef-[A-Za-z0-9.-]{1,85}")
 _ALLOWED_TRANSITIONS = {(DRAFT, PUBLISHED), (PUBLISHED, DEPRECATED)}
 
 
@@ -128,7 +130,7 @@ def listing_query(viewer: Viewer, f: pb.ListingFilter) -> ListingQuery | None:
     if f.language:
         facets.append(f"lang:{_language_filter(f.language)}")
     if f.license:
-        facets.append(f"lic:{f.license.lower()}")
+        facets.append(f"lic:{_license_filter(f.license)}")
     if f.modality:
         facets.append(f"mod:{f.modality}")
     if f.tag:
@@ -138,6 +140,14 @@ def listing_query(viewer: Viewer, f: pb.ListingFilter) -> ListingQuery | None:
     return ListingQuery(
         state=state, kind=f.kind, access_tier=access_tier, org_id=org_id, facets=tuple(facets)
     )
+
+
+def _license_filter(license_id: str) -> str:
+    """One licence id in the form listings store it (`gpl-2.0` finds `GPL-2.0-only`)."""
+    ids = license_ids(normalise_license(license_id, "filter.license"))
+    if len(ids) != 1:
+        raise InvalidArgument.field("filter.license", "name one licence id, not an expression")
+    return ids[0].lower()
 
 
 def _language_filter(tag: str) -> str:
@@ -157,7 +167,11 @@ def _licensing() -> Licensing:
 def normalise_license(expression: str, field: str = "listing.license") -> str:
     """The SPDX expression in canonical form; `LicenseRef-*` ids are allowed."""
     licensing = _licensing()
-    info = licensing.validate(expression, strict=True)
+    try:
+        info = licensing.validate(expression, strict=True)
+    except (ExpressionError, AttributeError, AssertionError, IndexError, TypeError):
+        # license-expression 30.4 fails this way on some malformed input.
+        raise InvalidArgument.field(field, "not a valid SPDX licence expression") from None
     unknown = [s for s in info.invalid_symbols if not _LICENSE_REF.fullmatch(s)]
     other = [e for e in info.errors if not e.startswith("Unknown license key")]
     if unknown or other or not expression.strip():
@@ -169,7 +183,7 @@ def normalise_license(expression: str, field: str = "listing.license") -> str:
         raise InvalidArgument.field(field, why)
     try:
         return str(licensing.parse(expression, validate=False, strict=True))
-    except ExpressionError:
+    except (ExpressionError, AttributeError, AssertionError, IndexError, TypeError):
         raise InvalidArgument.field(field, "not a valid SPDX licence expression") from None
 
 
@@ -332,7 +346,7 @@ def check_mask(mask: field_mask_pb2.FieldMask) -> list[str]:
         if path.split(".")[0] not in MUTABLE_PATHS:
             raise InvalidArgument.field(
                 "update_mask",
-                f"{path!r} cannot be changed (mutable: {', '.join(sorted(MUTABLE_PATHS))})",
+                f"{path[:64]!r} cannot be changed (mutable: {', '.join(sorted(MUTABLE_PATHS))})",
             )
     if not mask.IsValidForDescriptor(pb.Listing.DESCRIPTOR):
         raise InvalidArgument.field("update_mask", "names a field that Listing does not have")
@@ -348,10 +362,22 @@ def apply_update(
             [PreconditionViolation("STATE", "listing.state", "a deprecated listing is frozen")]
         )
     paths = check_mask(mask)
+    source = pb.Listing()
+    source.CopyFrom(patch)
+    for path in paths:
+        # MergeMessage skips a sub-path whose parent is unset in the source; the
+        # caller named it, so it takes the patch's (default) value.
+        parent: Any = source
+        for name in path.split(".")[:-1]:
+            parent = getattr(parent, name)
+        if parent is not source:
+            parent.SetInParent()
     updated = pb.Listing()
     updated.CopyFrom(current)
     effective = field_mask_pb2.FieldMask(paths=paths)
-    effective.MergeMessage(patch, updated, replace_message_field=True, replace_repeated_field=True)
+    effective.MergeMessage(source, updated, replace_message_field=True, replace_repeated_field=True)
+    if not updated.name.strip():
+        raise InvalidArgument.field("listing.name", "a listing always has a name")
     updated = check_listing(updated)
     changed = [path for path in paths if _project(current, path) != _project(updated, path)]
     if current.state == PUBLISHED:

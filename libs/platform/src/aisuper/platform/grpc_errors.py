@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 import grpc
 import protovalidate
@@ -11,6 +12,8 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from aisuper.platform import errors
+
+T = TypeVar("T")
 
 _CODES: dict[type[errors.DomainError], int] = {
     errors.InvalidArgument: code_pb2.INVALID_ARGUMENT,
@@ -24,36 +27,60 @@ _CODES: dict[type[errors.DomainError], int] = {
 }
 
 
+#: gRPC refuses trailing metadata above 16 KiB (message and details travel there), and
+#: drops some above 8 KiB: a refusal echoing hostile input must stay well below that.
+MAX_MESSAGE_CHARS = 1024
+MAX_DETAILS = 20
+MAX_DETAIL_CHARS = 200
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _clipped(items: Sequence[T], what: str) -> tuple[Sequence[T], str]:
+    if len(items) <= MAX_DETAILS:
+        return items, ""
+    return items[:MAX_DETAILS], f" (and {len(items) - MAX_DETAILS} more {what})"
+
+
 def to_status(error: errors.DomainError) -> grpc.Status:
     code = next(
         (c for cls, c in _CODES.items() if isinstance(error, cls)), code_pb2.FAILED_PRECONDITION
     )
-    status = status_pb2.Status(code=code, message=error.message)
+    message = error.message
+    detail = any_pb2.Any()
     if isinstance(error, errors.InvalidArgument) and error.violations:
-        detail = any_pb2.Any()
+        shown, more = _clipped(error.violations, "violations")
         detail.Pack(
             error_details_pb2.BadRequest(
                 field_violations=[
                     error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description
+                        field=_clip(v.field, MAX_DETAIL_CHARS),
+                        description=_clip(v.description, MAX_DETAIL_CHARS),
                     )
-                    for v in error.violations
+                    for v in shown
                 ]
             )
         )
-        status.details.append(detail)
-    if isinstance(error, errors.FailedPrecondition) and error.violations:
-        detail = any_pb2.Any()
+        message = _clip(message, MAX_MESSAGE_CHARS - len(more)) + more
+    elif isinstance(error, errors.FailedPrecondition) and error.violations:
+        unmet, more = _clipped(error.violations, "unmet preconditions")
         detail.Pack(
             error_details_pb2.PreconditionFailure(
                 violations=[
                     error_details_pb2.PreconditionFailure.Violation(
-                        type=v.type, subject=v.subject, description=v.description
+                        type=_clip(v.type, MAX_DETAIL_CHARS),
+                        subject=_clip(v.subject, MAX_DETAIL_CHARS),
+                        description=_clip(v.description, MAX_DETAIL_CHARS),
                     )
-                    for v in error.violations
+                    for v in unmet
                 ]
             )
         )
+        message = _clip(message, MAX_MESSAGE_CHARS - len(more)) + more
+    status = status_pb2.Status(code=code, message=_clip(message, MAX_MESSAGE_CHARS + 64))
+    if detail.type_url:
         status.details.append(detail)
     converted: grpc.Status = rpc_status.to_status(status)
     return converted

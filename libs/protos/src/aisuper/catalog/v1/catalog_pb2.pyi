@@ -482,7 +482,9 @@ class Listing(_message.Message):
 
     @_builtins.property
     def source_urls(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Where the facts on this listing come from (model card, paper, datasheet)."""
+        """Where the facts on this listing come from (model card, paper, datasheet):
+        http(s) URLs only, since shelves render them as links.
+        """
 
     def __init__(
         self,
