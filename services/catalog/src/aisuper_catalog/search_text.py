@@ -8,8 +8,12 @@ and match exactly the same tokens, and a query can never carry either
 engine's syntax: only letters and digits survive.
 
 Text is NFKC-normalised, case-folded and stripped of diacritics. Chinese
-and Japanese script has no spaces between words: each Han or Kana character
-is a token of its own, and a run of them in a query is matched as a phrase.
+and Japanese script has no spaces between words: a run of Han or Kana
+characters is indexed as its characters and its overlapping character pairs
+(`深度求索`: 深 度 求 索 深度 度求 求索), and a run in a query must match all
+of its pairs (one character: that character). So `深度` and `求索` find
+`深度求索` but `索深` does not, with no reliance on word positions (which
+PostgreSQL caps at 16383, well inside a long Chinese card).
 """
 
 from __future__ import annotations
@@ -42,11 +46,16 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(_CJK_RUN.sub(r" \1 ", _fold(text)))
 
 
+def _pairs(run: str) -> list[str]:
+    return [run[i : i + 2] for i in range(len(run) - 1)]
+
+
 def tokens(text: str) -> list[str]:
     out: list[str] = []
     for word in _words(text):
         if _CJK_CHAR.match(word):
             out.extend(word)
+            out.extend(_pairs(word))
         else:
             out.append(word[:MAX_TOKEN_CHARS])
     return out
@@ -54,13 +63,10 @@ def tokens(text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Term:
-    """A query word (matched as a prefix) or a CJK run (matched as a phrase)."""
+    """A query word (matched as a prefix) or a CJK run (all of its tokens must match)."""
 
     tokens: tuple[str, ...]
-
-    @property
-    def is_phrase(self) -> bool:
-        return len(self.tokens) > 1 or bool(_CJK_CHAR.match(self.tokens[0]))
+    prefix: bool
 
 
 def query_terms(query: str) -> list[Term]:
@@ -68,9 +74,10 @@ def query_terms(query: str) -> list[Term]:
     seen: set[tuple[str, ...]] = set()
     for word in _words(query):
         if _CJK_CHAR.match(word):
-            term = Term(tuple(word[:MAX_PHRASE_CHARS]))
+            run = word[:MAX_PHRASE_CHARS]
+            term = Term(tuple(_pairs(run)) if len(run) > 1 else (run,), prefix=False)
         else:
-            term = Term((word[:MAX_TOKEN_CHARS],))
+            term = Term((word[:MAX_TOKEN_CHARS],), prefix=True)
         if term.tokens not in seen:
             seen.add(term.tokens)
             terms.append(term)
@@ -90,10 +97,10 @@ def fts5_match(terms: Iterable[Term]) -> str:
     """An FTS5 query: every term must match (tokens hold no quotes)."""
     parts = []
     for term in terms:
-        if term.is_phrase:
-            parts.append('"' + " ".join(term.tokens) + '"')
-        else:
+        if term.prefix:
             parts.append(f'"{term.tokens[0]}"*')
+        else:
+            parts.extend(f'"{token}"' for token in term.tokens)
     return " ".join(parts)
 
 
@@ -101,7 +108,7 @@ def fts5_match(terms: Iterable[Term]) -> str:
 
 
 def pg_document(weighted: Iterable[tuple[str, str]]) -> str:
-    """A tsvector literal of (text, weight A-D) parts, positions running on."""
+    """A tsvector literal of (text, weight A-D) parts."""
     positions: dict[str, list[str]] = {}
     position = 0
     for text, weight in weighted:
@@ -110,6 +117,7 @@ def pg_document(weighted: Iterable[tuple[str, str]]) -> str:
             seen = positions.setdefault(token, [])
             if len(seen) < _PG_MAX_POSITIONS:
                 seen.append(f"{position}{weight}")
+        position += 1  # no adjacency across fields
     return " ".join(f"'{token}':{','.join(found)}" for token, found in positions.items())
 
 
@@ -117,8 +125,8 @@ def pg_query(terms: Iterable[Term]) -> str:
     """A tsquery literal: every term must match."""
     parts = []
     for term in terms:
-        if term.is_phrase:
-            parts.append("(" + " <-> ".join(f"'{t}'" for t in term.tokens) + ")")
-        else:
+        if term.prefix:
             parts.append(f"'{term.tokens[0]}':*")
+        else:
+            parts.extend(f"'{token}'" for token in term.tokens)
     return " & ".join(parts)

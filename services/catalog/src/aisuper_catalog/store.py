@@ -224,7 +224,7 @@ async def search_listings(
         select = select.order_by(_listing.c.slug)
     elif _is_postgres(session):
         tsquery = sa.cast(search_text.pg_query(terms), postgresql.TSQUERY)
-        rank = sa.func.ts_rank_cd(pg_search.c.document, tsquery)
+        rank = sa.func.ts_rank(pg_search.c.document, tsquery)
         select = (
             sa.select(_listing.c.slug, _listing.c.basic)
             .join_from(pg_search, _listing, _listing.c.id == pg_search.c.listing_id)

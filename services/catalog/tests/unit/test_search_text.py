@@ -86,8 +86,8 @@ HOSTILE = [
 ]
 
 _TOKEN = r"[^\W_]+"
-_FTS5_PART = re.compile(rf'"{_TOKEN}"\*|"{_TOKEN}(?: {_TOKEN})*"')
-_PG_PART = re.compile(rf"'{_TOKEN}':\*|\('{_TOKEN}'(?: <-> '{_TOKEN}')*\)")
+_FTS5_PART = re.compile(rf'"{_TOKEN}"\*?')
+_PG_PART = re.compile(rf"'{_TOKEN}'(?::\*)?")
 _FTS5_SYNTAX = set('"* ')
 _PG_SYNTAX = set("'():*&<-> ")
 
@@ -123,10 +123,13 @@ def _hostile_and_random() -> list[str]:
         ("x²", ["x2"]),
         ("DeepSeek-V3.1", ["deepseek", "v3", "1"]),
         ("snake_case", ["snake", "case"]),
-        ("深度求索", ["深", "度", "求", "索"]),
-        ("qwen模型", ["qwen", "模", "型"]),
-        ("模型qwen2.5", ["模", "型", "qwen2", "5"]),
-        ("日本語テキスト", ["日", "本", "語", "テ", "キ", "ス", "ト"]),
+        ("深度求索", ["深", "度", "求", "索", "深度", "度求", "求索"]),
+        ("qwen模型", ["qwen", "模", "型", "模型"]),
+        ("模型qwen2.5", ["模", "型", "模型", "qwen2", "5"]),
+        (
+            "日本語テキスト",
+            [*"日本語テキスト", "日本", "本語", "語テ", "テキ", "キス", "スト"],
+        ),
         ("emoji 🤖 bot", ["emoji", "bot"]),
         ("\u200forca\u200e", ["orca"]),
         ("orca\x00chat", ["orca", "chat"]),
@@ -146,8 +149,8 @@ def test_long_words_are_cut_to_the_token_limit() -> None:
     assert st.tokens("a" * 10_000) == ["a" * st.MAX_TOKEN_CHARS]
 
 
-def test_every_cjk_character_is_a_token_of_its_own() -> None:
-    assert st.tokens("模" * 100) == ["模"] * 100
+def test_a_cjk_run_is_its_characters_and_their_pairs() -> None:
+    assert st.tokens("模" * 100) == ["模"] * 100 + ["模模"] * 99
 
 
 def test_tokens_hold_only_letters_and_digits() -> None:
@@ -160,19 +163,18 @@ def test_tokens_hold_only_letters_and_digits() -> None:
 
 
 def test_fts5_text_is_the_tokens_space_separated() -> None:
-    assert st.fts5_text("Orca, the CHAT model: 深度!") == "orca the chat model 深 度"
+    assert st.fts5_text("Orca, the CHAT model: 深度!") == "orca the chat model 深 度 深度"
     assert st.fts5_text("'; DROP TABLE x; --") == "drop table x"
 
 
 # -- query terms ------------------------------------------------------------------
 
 
-def test_query_words_are_prefix_terms_and_cjk_runs_are_phrases() -> None:
-    terms = st.query_terms("qwen模型")
-    assert terms == [Term(("qwen",)), Term(("模", "型"))]
-    assert not terms[0].is_phrase
-    assert terms[1].is_phrase
-    assert st.query_terms("模")[0].is_phrase  # a single Han character is matched exactly
+def test_query_words_are_prefix_terms_and_cjk_runs_need_all_their_pairs() -> None:
+    assert st.query_terms("qwen模型") == [Term(("qwen",), True), Term(("模型",), False)]
+    assert st.query_terms("深度求索") == [Term(("深度", "度求", "求索"), False)]
+    # A single Han character is matched exactly.
+    assert st.query_terms("模") == [Term(("模",), False)]
 
 
 @pytest.mark.parametrize(
@@ -188,7 +190,7 @@ def test_query_words_are_prefix_terms_and_cjk_runs_are_phrases() -> None:
     ],
 )
 def test_query_syntax_and_sql_are_reduced_to_words(query: str, words: list[str]) -> None:
-    assert st.query_terms(query) == [Term((word,)) for word in words]
+    assert st.query_terms(query) == [Term((word,), True) for word in words]
 
 
 @pytest.mark.parametrize("query", ["", "   ", "!!! ??? ...", '"" * () : & | <->', "🤖🧠", "\x00"])
@@ -197,22 +199,22 @@ def test_a_query_without_words_has_no_terms(query: str) -> None:
 
 
 def test_repeated_words_are_one_term() -> None:
-    assert st.query_terms("orca ORCA Orca órca orca* 'orca'") == [Term(("orca",))]
-    assert st.query_terms("深度 深度") == [Term(("深", "度"))]
+    assert st.query_terms("orca ORCA Orca órca orca* 'orca'") == [Term(("orca",), True)]
+    assert st.query_terms("深度 深度") == [Term(("深度",), False)]
 
 
 def test_at_most_sixteen_terms_first_come_first_kept() -> None:
     terms = st.query_terms(" ".join(f"w{i}" for i in range(1_000)))
     assert len(terms) == st.MAX_QUERY_TERMS == 16
-    assert terms == [Term((f"w{i}",)) for i in range(16)]
+    assert terms == [Term((f"w{i}",), True) for i in range(16)]
     # Repeats do not use up the budget.
     terms = st.query_terms("a a a a a a a a a a a a a a a a a b c")
-    assert terms == [Term(("a",)), Term(("b",)), Term(("c",))]
+    assert terms == [Term(("a",), True), Term(("b",), True), Term(("c",), True)]
 
 
 def test_long_words_and_phrases_are_cut() -> None:
-    assert st.query_terms("a" * 10_000) == [Term(("a" * st.MAX_TOKEN_CHARS,))]
-    assert st.query_terms("模" * 100) == [Term(("模",) * st.MAX_PHRASE_CHARS)]
+    assert st.query_terms("a" * 10_000) == [Term(("a" * st.MAX_TOKEN_CHARS,), True)]
+    assert st.query_terms("模" * 100) == [Term(("模模",) * (st.MAX_PHRASE_CHARS - 1), False)]
 
 
 # -- engine queries -----------------------------------------------------------------
@@ -220,13 +222,13 @@ def test_long_words_and_phrases_are_cut() -> None:
 
 def test_fts5_match_quotes_each_term() -> None:
     terms = st.query_terms("Orca 深度 chat")
-    assert st.fts5_match(terms) == '"orca"* "深 度" "chat"*'
+    assert st.fts5_match(terms) == '"orca"* "深度" "chat"*'
     assert st.fts5_match([]) == ""
 
 
 def test_pg_query_ands_the_terms() -> None:
     terms = st.query_terms("Orca 深度 chat")
-    assert st.pg_query(terms) == "'orca':* & ('深' <-> '度') & 'chat':*"
+    assert st.pg_query(terms) == "'orca':* & '深度' & 'chat':*"
     assert st.pg_query([]) == ""
 
 
@@ -235,9 +237,9 @@ def test_fts5_match_holds_no_syntax_but_its_own() -> None:
         terms = st.query_terms(query)
         match = st.fts5_match(terms)
         assert len(terms) <= st.MAX_QUERY_TERMS
-        # Each term is a quoted prefix or a quoted phrase; phrases hold spaces.
+        # Each token is quoted, a word's as a prefix.
         parts = re.findall(r'"[^"]*"\*?', match)
-        assert len(parts) == len(terms), (query, match)
+        assert len(parts) == sum(len(term.tokens) for term in terms), (query, match)
         assert " ".join(parts) == match, (query, match)
         for part in parts:
             assert _FTS5_PART.fullmatch(part), (query, part)
@@ -250,7 +252,7 @@ def test_pg_query_holds_no_syntax_but_its_own() -> None:
         terms = st.query_terms(query)
         tsquery = st.pg_query(terms)
         parts = tsquery.split(" & ") if tsquery else []
-        assert len(parts) == len(terms), (query, tsquery)
+        assert len(parts) == sum(len(term.tokens) for term in terms), (query, tsquery)
         for part in parts:
             assert _PG_PART.fullmatch(part), (query, part)
         leftover = {c for c in tsquery if not c.isalnum()} - _PG_SYNTAX
@@ -263,9 +265,9 @@ def test_pg_query_holds_no_syntax_but_its_own() -> None:
 # -- the PostgreSQL document ----------------------------------------------------------
 
 
-def test_pg_document_weights_and_positions_run_on_across_fields() -> None:
+def test_pg_document_weights_and_positions_leave_a_gap_between_fields() -> None:
     document = st.pg_document([("Orca Chat", "A"), ("chat", "B"), ("", "B"), ("Café", "D")])
-    assert document == "'orca':1A 'chat':2A,3B 'cafe':4D"
+    assert document == "'orca':1A 'chat':2A,4B 'cafe':7D"
 
 
 def test_pg_document_keeps_at_most_256_positions_per_word() -> None:

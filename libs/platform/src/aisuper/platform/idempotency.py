@@ -52,6 +52,14 @@ async def idempotent(
     for attempt in range(3):
         try:
             async with db.write() as session:
+                if session.get_bind().dialect.name == "postgresql":
+                    # Same-key calls queue here until the first commits, so they
+                    # replay its answer instead of racing its checks (SQLite's
+                    # single writer already serialises them).
+                    await session.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                        {"key": f"idempotency:{scope}:{request_id}"},
+                    )
                 record = await session.get(IdempotencyRecord, (scope, request_id))
                 if record is not None:
                     if record.method != method or record.fingerprint != fingerprint:
