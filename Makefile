@@ -50,7 +50,7 @@ proto-check: env proto-deps ## buf lint, buf breaking against main's previous co
 lint: env ## ruff and mypy
 	@$(UV) run --frozen ruff check .
 	@$(UV) run --frozen ruff format --check .
-	@$(UV) run --frozen mypy libs/platform/src services/identity/src services/catalog/src cli/src
+	@$(UV) run --frozen mypy libs/platform/src services/identity/src services/catalog/src services/policy/src cli/src
 
 bench: env ## run the benchmarks in tests/bench (see docs/benchmarks.md)
 	@$(UV) run --frozen python tests/bench/run.py

@@ -15,23 +15,15 @@ from aisuper.platform.events.envelope import EventCatalog, EventType
 from aisuper.platform.identity_client import (
     API_KEY_REVOKED,
     API_KEYS_TOPIC,
+    ORGANIZATION_REGISTERED,
     ORGANIZATION_SUSPENDED,
+    ORGANIZATION_VERIFIED,
     ORGANIZATIONS_TOPIC,
     invalidation_subscriptions,
 )
 
 SOURCE = "/aisuper/identity"
 
-ORGANIZATION_REGISTERED = EventType(
-    events_pb2.OrganizationRegistered,
-    ORGANIZATIONS_TOPIC,
-    "aisuper.identity.organization.registered.v1",
-)
-ORGANIZATION_VERIFIED = EventType(
-    events_pb2.OrganizationVerified,
-    ORGANIZATIONS_TOPIC,
-    "aisuper.identity.organization.verified.v1",
-)
 MEMBER_ADDED = EventType(
     events_pb2.MemberAdded, ORGANIZATIONS_TOPIC, "aisuper.identity.organization.member_added.v1"
 )

@@ -39,6 +39,17 @@ ORGANIZATION_SUSPENDED = EventType(
     ORGANIZATIONS_TOPIC,
     "aisuper.identity.organization.suspended.v1",
 )
+# Other services keep their own copy of an organisation's facts from these.
+ORGANIZATION_REGISTERED = EventType(
+    events_pb2.OrganizationRegistered,
+    ORGANIZATIONS_TOPIC,
+    "aisuper.identity.organization.registered.v1",
+)
+ORGANIZATION_VERIFIED = EventType(
+    events_pb2.OrganizationVerified,
+    ORGANIZATIONS_TOPIC,
+    "aisuper.identity.organization.verified.v1",
+)
 
 _ROLE_NAMES = {
     identity_pb2.ROLE_OPERATOR: "operator",

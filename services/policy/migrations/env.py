@@ -1,0 +1,3 @@
+from aisuper.platform.migrations import run_env
+
+run_env()
