@@ -1,1 +1,6 @@
-pytest_plugins = ["aisuper.platform.testing", "identity_harness", "catalog_harness", "policy_harness"]
+pytest_plugins = [
+    "aisuper.platform.testing",
+    "identity_harness",
+    "catalog_harness",
+    "policy_harness",
+]
