@@ -34,7 +34,14 @@ from aisuper.platform.embedded.broker import (
     spawn,
     stop_pid,
 )
-from aisuper_cli.health import IDENTITY_SERVICE, SERVING, grpc_health
+from aisuper_cli.health import SERVING, grpc_health
+from aisuper_cli.services import (
+    DEFAULT_GRPC_PORT_BASE,
+    DEFAULT_METRICS_PORT_BASE,
+    HOST,
+    SERVICES,
+    ServiceSpec,
+)
 from aisuper_cli.state import (
     BrokerState,
     Layout,
@@ -47,8 +54,6 @@ from aisuper_cli.state import (
 )
 
 BROKER_MODULE = "aisuper.platform.embedded"
-IDENTITY_MODULE = "aisuper_identity"
-HOST = "127.0.0.1"
 DEFAULT_STARTUP_TIMEOUT_S = 120.0
 #: Per process. Above the broker runner's own grace for its broker (20 s).
 DEFAULT_STOP_TIMEOUT_S = 30.0
@@ -86,12 +91,35 @@ def broker_limits(kind: str) -> tuple[str, ...]:
 class UpOptions:
     data_dir: Path
     broker: BrokerPreference = "auto"
-    grpc_port_base: int = 50051
-    metrics_port_base: int = 9451
+    grpc_port_base: int = DEFAULT_GRPC_PORT_BASE
+    metrics_port_base: int = DEFAULT_METRICS_PORT_BASE
     #: 0 = a free port.
     broker_port: int = 9092
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT_S
     detach: bool = False
+    #: Put the seed shelf into an empty catalog (see `aisuper_cli.seeding`).
+    seed: bool = True
+
+
+@dataclass(frozen=True)
+class PlannedService:
+    """A service `up` is about to start, with its ports."""
+
+    spec: ServiceSpec
+    grpc_port: int
+    metrics_port: int
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{HOST}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{HOST}:{self.metrics_port}/metrics"
 
 
 @dataclass(frozen=True)
@@ -103,8 +131,8 @@ class Plan:
     broker_kind: BrokerKind
     broker_reason: str
     broker_port: int
-    grpc_port: int
-    metrics_port: int
+    #: In starting order.
+    services: tuple[PlannedService, ...]
     topics_file: Path
     #: A state file whose processes had all exited (removed).
     stale: PlatformState | None
@@ -113,13 +141,8 @@ class Plan:
     def bootstrap(self) -> str:
         return f"{HOST}:{self.broker_port}"
 
-    @property
-    def grpc_target(self) -> str:
-        return f"{HOST}:{self.grpc_port}"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://{HOST}:{self.metrics_port}/metrics"
+    def service(self, name: str) -> PlannedService | None:
+        return next((s for s in self.services if s.name == name), None)
 
 
 class UpView(Protocol):
@@ -129,6 +152,8 @@ class UpView(Protocol):
     def step(self, key: str, text: str) -> None: ...
     def done(self, key: str, text: str) -> None: ...
     def finish(self) -> None: ...
+    def update(self, key: str, text: str) -> None: ...
+    def failed(self, key: str, text: str) -> None: ...
     def ready(self, plan: Plan, state: PlatformState, seconds: float) -> None: ...
     def stopping(self, reason: str) -> None: ...
     def stopped(self, stopped: list[tuple[str, int]]) -> None: ...
@@ -178,10 +203,11 @@ def plan_up(options: UpOptions) -> Plan:
             f"see `aisuper status --data-dir {options.data_dir}`, "
             f"stop it with `aisuper down --data-dir {options.data_dir}`"
         )
-    if importlib.util.find_spec(IDENTITY_MODULE) is None:
-        raise PlatformError(
-            f"the identity service ({IDENTITY_MODULE}) is not installed in {sys.executable}"
-        )
+    for spec in SERVICES:
+        if importlib.util.find_spec(spec.module) is None:
+            raise PlatformError(
+                f"the {spec.name} service ({spec.module}) is not installed in {sys.executable}"
+            )
     from aisuper.platform.topics import find_topics_file  # slow to import: only for `up`
 
     try:
@@ -195,11 +221,16 @@ def plan_up(options: UpOptions) -> Plan:
     else:
         broker_kind, reason = options.broker, "chosen with --broker"
     broker_port = options.broker_port or free_port()
-    ports = {
-        "broker": (broker_port, "--broker-port"),
-        "identity gRPC": (options.grpc_port_base, "--grpc-port-base"),
-        "identity metrics": (options.metrics_port_base, "--metrics-port-base"),
-    }
+    services = plan_services(options)
+    ports = {"broker": (broker_port, "--broker-port")}
+    for planned in services:
+        offset = planned.spec.port_offset
+        for what, port, flag in (
+            ("gRPC", planned.grpc_port, "--grpc-port-base"),
+            ("metrics", planned.metrics_port, "--metrics-port-base"),
+        ):
+            hint = f"{flag} ({planned.name} takes the base + {offset})" if offset else flag
+            ports[f"{planned.name} {what}"] = (port, hint)
     if len({port for port, _ in ports.values()}) != len(ports):
         raise PortInUse(
             "the broker, gRPC and metrics ports must differ: "
@@ -219,34 +250,65 @@ def plan_up(options: UpOptions) -> Plan:
         broker_kind=broker_kind,
         broker_reason=reason,
         broker_port=broker_port,
-        grpc_port=options.grpc_port_base,
-        metrics_port=options.metrics_port_base,
+        services=services,
         topics_file=topics_file,
         stale=state,
     )
 
 
+def plan_services(options: UpOptions) -> tuple[PlannedService, ...]:
+    """Every service of `SERVICES` with its ports (the bases plus its offset)."""
+    planned: list[PlannedService] = []
+    for spec in SERVICES:
+        for base, flag in (
+            (options.grpc_port_base, "--grpc-port-base"),
+            (options.metrics_port_base, "--metrics-port-base"),
+        ):
+            if base + spec.port_offset > 65535:
+                raise PortInUse(
+                    f"{flag} {base} leaves no port for {spec.name} "
+                    f"(it takes the base + {spec.port_offset}); pick a lower base"
+                )
+        planned.append(
+            PlannedService(
+                spec=spec,
+                grpc_port=options.grpc_port_base + spec.port_offset,
+                metrics_port=options.metrics_port_base + spec.port_offset,
+            )
+        )
+    return tuple(planned)
+
+
 # --- starting -------------------------------------------------------------------------------------
 
 
-def identity_env(plan: Plan, bootstrap: str, kind: str) -> dict[str, str]:
-    """The identity service's configuration (on top of this process's environment)."""
+def service_env(plan: Plan, service: PlannedService, bootstrap: str, kind: str) -> dict[str, str]:
+    """A service's configuration (on top of this process's environment)."""
     from aisuper.platform.topics import TOPICS_FILE_ENV
 
     layout = plan.layout
-    return {
+    values = {
+        "data_dir": str(layout.data_dir),
+        "operator_key_file": str(layout.operator_key_file),
+        **{f"{s.name}_target": s.grpc_target for s in plan.services},
+    }
+    identity = plan.service("identity")
+    env = {
         **os.environ,
         "AISUPER_KAFKA_BOOTSTRAP": bootstrap,
         # Tansu answers the idempotent producer with UnknownError.
         "AISUPER_KAFKA_IDEMPOTENCE": "false" if kind == "tansu" else "true",
-        "AISUPER_IDENTITY_DATABASE_URL": layout.sqlite_url("identity"),
-        "AISUPER_IDENTITY_OPERATOR_KEY_FILE": str(layout.operator_key_file),
+        service.spec.database_env: layout.sqlite_url(service.name),
         "AISUPER_GRPC_HOST": HOST,
-        "AISUPER_GRPC_PORT": str(plan.grpc_port),
-        "AISUPER_METRICS_PORT": str(plan.metrics_port),
+        "AISUPER_GRPC_PORT": str(service.grpc_port),
+        "AISUPER_METRICS_PORT": str(service.metrics_port),
         "AISUPER_LOG_JSON": "true",
         TOPICS_FILE_ENV: str(plan.topics_file),
     }
+    if identity is not None:  # where every service authenticates its callers
+        env["AISUPER_IDENTITY_TARGET"] = identity.grpc_target
+    env.update((name, template.format_map(values)) for name, template in service.spec.extra_env)
+    return env
 
 
 def _broker_announcement(log_file: Path) -> dict[str, Any] | None:
@@ -315,6 +377,42 @@ async def _wait_serving(
         await asyncio.sleep(_POLL_S)
 
 
+async def _start_service(
+    running: Running,
+    service: PlannedService,
+    bootstrap: str,
+    kind: str,
+    deadline: float,
+    view: UpView,
+) -> PlatformState:
+    """Start one service and wait until it says SERVING; the state with it recorded."""
+    plan = running.plan
+    layout = plan.layout
+    name = service.name
+    view.step(name, f"starting {name} on {service.grpc_target}")
+    process = _spawn(
+        layout,
+        name,
+        [sys.executable, "-m", service.spec.module],
+        service_env(plan, service, bootstrap, kind),
+    )
+    running.processes[name] = process
+    record = ServiceState(
+        name=name,
+        process=ProcessRecord.of(process.pid),
+        grpc_target=service.grpc_target,
+        metrics_url=service.metrics_url,
+        log_file=str(layout.log_file(name)),
+        database_url=layout.sqlite_url(name),
+    )
+    state = replace(running.state, services=(*running.state.services, record))
+    running.state = state
+    save_state(layout, state)
+    await _wait_serving(running, name, service.grpc_target, service.spec.grpc_service, deadline)
+    view.done(name, f"{name} SERVING on {service.grpc_target}")
+    return state
+
+
 def _spawn(
     layout: Layout, name: str, argv: list[str], env: Mapping[str, str] | None
 ) -> subprocess.Popen[bytes]:
@@ -326,7 +424,8 @@ def _spawn(
 
 
 async def start(plan: Plan, view: UpView) -> Running:
-    """Start the broker, then identity; return once identity's gRPC health says SERVING.
+    """Start the broker, then each service in turn (once the one before says SERVING); return
+    once the last service's gRPC health says SERVING and, on a first start, the shelf is seeded.
 
     On any failure (or cancellation) everything started so far is stopped and the state file
     removed before the error propagates.
@@ -375,26 +474,17 @@ async def start(plan: Plan, view: UpView) -> Running:
         save_state(layout, state)
         view.done("broker", f"broker ({kind}) ready on {bootstrap}")
 
-        view.step("identity", f"starting identity on {plan.grpc_target}")
-        identity_process = _spawn(
-            layout,
-            "identity",
-            [sys.executable, "-m", IDENTITY_MODULE],
-            identity_env(plan, bootstrap, kind),
-        )
-        running.processes["identity"] = identity_process
-        identity = ServiceState(
-            name="identity",
-            process=ProcessRecord.of(identity_process.pid),
-            grpc_target=plan.grpc_target,
-            metrics_url=plan.metrics_url,
-            log_file=str(layout.log_file("identity")),
-            database_url=layout.sqlite_url("identity"),
-        )
-        running.state = state = replace(state, services=(identity,))
-        save_state(layout, state)
-        await _wait_serving(running, "identity", plan.grpc_target, IDENTITY_SERVICE, deadline)
-        view.done("identity", f"identity SERVING on {plan.grpc_target}")
+        if not layout.database_file("catalog").exists():
+            # A new catalog database: whatever the marker says was seeded is gone.
+            layout.seed_marker.unlink(missing_ok=True)
+        for service in plan.services:
+            running.state = state = await _start_service(
+                running, service, bootstrap, kind, deadline, view
+            )
+        if options.seed and plan.service("catalog") is not None:
+            from aisuper_cli.seeding import seed_on_first_start  # imports YAML and protos
+
+            await seed_on_first_start(layout, state, view)
         running.state = state = replace(state, phase="running")
         save_state(layout, state)
         view.finish()

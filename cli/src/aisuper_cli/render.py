@@ -21,11 +21,13 @@ from aisuper_cli.platform_runner import (
     StartupFailed,
     broker_limits,
 )
+from aisuper_cli.services import HEALTH_SERVICES
 from aisuper_cli.state import PlatformState
 
 REGISTER_BODY = (
     '{"name":"Acme","kind":"ORGANIZATION_KIND_STARTUP","country":"DE","admin_email":"a@acme.test"}'
 )
+SEARCH_BODY = '{"query":"deepseek"}'
 
 
 def data_dir_flag(data_dir: Path | str) -> str:
@@ -73,6 +75,17 @@ class RichUpView:
         if self._progress is not None and key in self._tasks:
             self._progress.update(
                 self._tasks[key], description=f"[green]✓[/] {escape(text)}", completed=1
+            )
+
+    def update(self, key: str, text: str) -> None:
+        if self._progress is not None and key in self._tasks:
+            self._progress.update(self._tasks[key], description=escape(text))
+
+    def failed(self, key: str, text: str) -> None:
+        """A step that went wrong without stopping the platform (shown in yellow)."""
+        if self._progress is not None and key in self._tasks:
+            self._progress.update(
+                self._tasks[key], description=f"[yellow]![/] {escape(text)}", completed=1
             )
 
     def finish(self) -> None:
@@ -162,6 +175,23 @@ def print_next_steps(console: Console, plan: Plan, state: PlatformState) -> None
             f"grpcurl -plaintext {target} describe {IDENTITY_SERVICE}",
             f"curl -s {identity.metrics_url} | head",
         ]
+    catalog = state.service("catalog")
+    if catalog is not None:
+        service = HEALTH_SERVICES["catalog"]
+        lines += [
+            "# search the shelf (open listings need no credential):",
+            f"aisuper catalog search deepseek{flag}",
+            f"grpcurl -plaintext -d '{SEARCH_BODY}' {catalog.grpc_target} {service}/SearchListings",
+            "# every listing, as the operator; then one listing's card (a slug from the search):",
+            f"aisuper catalog search{flag} --key-file {shlex.quote(state.operator_key_file)}",
+            f"aisuper catalog show SLUG{flag}",
+        ]
+    for other in state.services:  # services without hints of their own
+        if other.name not in ("identity", "catalog"):
+            lines.append(
+                f"grpcurl -plaintext {other.grpc_target} describe "
+                f"{HEALTH_SERVICES.get(other.name, '')}"
+            )
     lines += [f"aisuper status{flag}", f"aisuper down{flag}"]
     console.print("[bold]Try next:[/]")
     for line in lines:  # unwrapped, so they can be copied
@@ -222,6 +252,10 @@ def print_status(console: Console, report: dict[str, Any], data_dir: Path) -> No
     for limit in broker["limits"]:
         console.print(f"  • {escape(limit)}")
     console.print(f"operator API key: {escape(report['operator_key_file'])}")
+    seeded = report.get("shelf_seeded")
+    if seeded:
+        listings, when = seeded.get("listings", "?"), seeded.get("seeded_at", "?")
+        console.print(f"shelf: {listings} listings seeded at {when}")
     mode = (
         "detached"
         if report["detached"]

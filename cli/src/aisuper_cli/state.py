@@ -55,8 +55,16 @@ class Layout:
     def operator_key_file(self) -> Path:
         return self.data_dir / "operator.key"
 
+    def database_file(self, service: str) -> Path:
+        return self.data_dir / f"{service}.db"
+
     def sqlite_url(self, service: str) -> str:
-        return f"sqlite+aiosqlite:///{self.data_dir / f'{service}.db'}"
+        return f"sqlite+aiosqlite:///{self.database_file(service)}"
+
+    @property
+    def seed_marker(self) -> Path:
+        """Written once the catalog's shelf was seeded (see `aisuper_cli.seeding`)."""
+        return self.data_dir / "catalog.seeded.json"
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -125,7 +133,7 @@ class PlatformState:
     operator_key_file: str = ""
     #: The foreground `aisuper up` that supervises the processes (None when detached).
     supervisor: ProcessRecord | None = None
-    #: "starting" until every service says SERVING, then "running".
+    #: "starting" until every service says SERVING (and the shelf is seeded), then "running".
     phase: str = "starting"
     version: int = STATE_VERSION
 

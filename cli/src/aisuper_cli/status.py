@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from aisuper_cli.health import IDENTITY_SERVICE, SERVING, grpc_health_all, tcp_accepts
+from aisuper_cli.health import SERVING, grpc_health_all, tcp_accepts
 from aisuper_cli.platform_runner import broker_limits
+from aisuper_cli.services import HEALTH_SERVICES
 from aisuper_cli.state import Layout, load_state
 
-#: The gRPC service each platform service registers with its health service.
-HEALTH_SERVICES = {"identity": IDENTITY_SERVICE}
 DOWN = "DOWN"
 ACCEPTING = "ACCEPTING"
 UNREACHABLE = "UNREACHABLE"
@@ -80,8 +80,18 @@ async def collect_status(layout: Layout) -> dict[str, Any]:
         },
         processes=processes,
         operator_key_file=state.operator_key_file,
+        shelf_seeded=_seed_marker(layout),
     )
     return report
+
+
+def _seed_marker(layout: Layout) -> dict[str, Any] | None:
+    """What ``catalog.seeded.json`` records (None: the shelf was not seeded from here)."""
+    try:
+        raw = json.loads(layout.seed_marker.read_text())
+    except (OSError, ValueError):
+        return None
+    return raw if isinstance(raw, dict) else None
 
 
 def exit_code(report: dict[str, Any]) -> int:
