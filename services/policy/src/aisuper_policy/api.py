@@ -28,6 +28,7 @@ from aisuper.policy.v1 import events_pb2, policy_pb2_grpc
 from aisuper.policy.v1 import policy_pb2 as pb
 from aisuper_policy import domain, store
 from aisuper_policy.eligibility import Eligibility, compile_eligibility
+from aisuper_policy.governance_api import GovernanceApi
 
 Context = Any  # grpc.aio.ServicerContext: handlers never touch it
 
@@ -104,7 +105,7 @@ class Programs:
         return found
 
 
-class PolicyApi(policy_pb2_grpc.PolicyServiceServicer):
+class PolicyApi(GovernanceApi, policy_pb2_grpc.PolicyServiceServicer):
     def __init__(self, *, db: Database, outbox: Outbox, reservation_ttl_s: float) -> None:
         self._db = db
         self._outbox = outbox
@@ -192,6 +193,7 @@ class PolicyApi(policy_pb2_grpc.PolicyServiceServicer):
             domain.check_program(updated)
             compile_eligibility(updated.eligibility)
             now = datetime.now(UTC)
+            await self._check_cap_change(session, current, updated, now)
             delta = updated.budget - current.budget
             if delta:
                 try:
@@ -213,6 +215,28 @@ class PolicyApi(policy_pb2_grpc.PolicyServiceServicer):
             row.updated_at = now
             self._outbox.add(session, events_pb2.ProgramPublished(program=updated), subject=row.id)
             return pb.UpdateProgramResponse(program=updated)
+
+    async def _check_cap_change(
+        self, session: AsyncSession, current: pb.Program, updated: pb.Program, now: datetime
+    ) -> None:
+        """A cap never drops below what an organisation has used of it this period."""
+        if not updated.per_org_cap or (
+            updated.per_org_cap >= current.per_org_cap and updated.cap_period == current.cap_period
+        ):
+            return
+        used = await store.most_cap_used(
+            session=session, program_id=current.id, period=domain.period_of(updated, now)
+        )
+        if updated.per_org_cap < used:
+            raise FailedPrecondition.of(
+                [
+                    PreconditionViolation(
+                        "CAP_IN_USE",
+                        "program.per_org_cap",
+                        f"an organisation has already used {used} of it this period",
+                    )
+                ]
+            )
 
     async def GetProgram(
         self, request: pb.GetProgramRequest, context: Context
@@ -375,24 +399,24 @@ class PolicyApi(policy_pb2_grpc.PolicyServiceServicer):
                         )
                     ]
                 )
+            await self._lock_budgets(session, [program.id for program in candidates])
             offers = []
             for program in domain.pay_order(candidates):
-                # Locked in pay order, the same order in every transaction: no deadlocks.
                 budget_left = await store.balance(
                     session=session,
                     account=store.account_id(program.id, store.BUDGET),
                     lock=True,
                 )
-                cap_left = None
-                if program.per_org_cap:
-                    used = await store.cap_used(
-                        session=session,
-                        program_id=program.id,
-                        org_id=org_id,
-                        period=domain.period_of(program, now),
-                        lock=True,
-                    )
-                    cap_left = max(0, program.per_org_cap - used)
+                # Usage is counted for every program, capped or not, so a cap
+                # added or lifted later still sees (and gives back) the right amount.
+                used = await store.cap_used(
+                    session=session,
+                    program_id=program.id,
+                    org_id=org_id,
+                    period=domain.period_of(program, now),
+                    lock=True,
+                )
+                cap_left = max(0, program.per_org_cap - used) if program.per_org_cap else None
                 offers.append(domain.Offer(program, budget_left, cap_left))
             legs = domain.coverage(request.cost, offers)
             if not legs:
@@ -425,15 +449,14 @@ class PolicyApi(policy_pb2_grpc.PolicyServiceServicer):
                         period=period,
                     )
                 )
-                if program.per_org_cap:
-                    await store.add_cap_usage(
-                        session=session,
-                        program_id=program.id,
-                        org_id=org_id,
-                        period=period,
-                        delta=leg.amount,
-                        cap=program.per_org_cap,
-                    )
+                await store.add_cap_usage(
+                    session=session,
+                    program_id=program.id,
+                    org_id=org_id,
+                    period=period,
+                    delta=leg.amount,
+                    cap=program.per_org_cap,
+                )
             session.add_all(rows)
             await store.post(
                 session=session,
@@ -490,6 +513,7 @@ class PolicyApi(policy_pb2_grpc.PolicyServiceServicer):
         now: datetime,
     ) -> pb.Reservation:
         """Settles `actual_cost` (0 to release) and gives the rest back to each budget."""
+        await self._lock_budgets(session, [leg.program_id for leg in legs])
         moves = []
         for leg in legs:
             leg.settled = domain.settled_share(leg.amount, row.cost, actual_cost)
@@ -497,18 +521,15 @@ class PolicyApi(policy_pb2_grpc.PolicyServiceServicer):
             reserved = store.account_id(leg.program_id, store.RESERVED)
             moves.append((reserved, store.account_id(leg.program_id, store.SPENT), leg.settled))
             moves.append((reserved, store.account_id(leg.program_id, store.BUDGET), back))
-            program_row = await store.get_program(session=session, program_id=leg.program_id)
-            if back and program_row is not None:
-                program = pb.Program.FromString(program_row.body)
-                if program.per_org_cap:
-                    await store.add_cap_usage(
-                        session=session,
-                        program_id=leg.program_id,
-                        org_id=row.org_id,
-                        period=leg.period,
-                        delta=-back,
-                        cap=0,
-                    )
+            if back:
+                await store.add_cap_usage(
+                    session=session,
+                    program_id=leg.program_id,
+                    org_id=row.org_id,
+                    period=leg.period,
+                    delta=-back,
+                    cap=0,
+                )
         await store.post(
             session=session,
             transfer_id=new_id("trf"),
@@ -530,6 +551,14 @@ class PolicyApi(policy_pb2_grpc.PolicyServiceServicer):
         )
         self._outbox.add(session, event, subject=row.id, org_id=row.org_id)
         return message
+
+    async def _lock_budgets(self, session: AsyncSession, program_ids: Sequence[str]) -> None:
+        """Every ledger change to a program first locks its budget row, in id order, so
+        reserves, settlements and releases serialise per program and never deadlock."""
+        for program_id in sorted(set(program_ids)):
+            await store.balance(
+                session=session, account=store.account_id(program_id, store.BUDGET), lock=True
+            )
 
     async def SettleSubsidy(
         self, request: pb.SettleSubsidyRequest, context: Context

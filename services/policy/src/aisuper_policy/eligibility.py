@@ -37,7 +37,11 @@ class Eligibility:
     def admits(self, facts: pb.OrganizationFacts) -> bool:
         if self.expression is None:
             return True
-        return bool(self.expression.eval(data={"org": facts}).value())
+        result = self.expression.eval(data={"org": facts})
+        if result.type() == cel.Type.ERROR:
+            # e.g. a division by an organisation's age of 0 days: admits nobody.
+            raise RuntimeError(str(result.value()))
+        return result.value() is True
 
 
 def _explain(error: Exception) -> str:

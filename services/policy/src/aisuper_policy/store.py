@@ -267,6 +267,14 @@ async def cap_used_so_far(
     return found.used if found is not None else 0
 
 
+async def most_cap_used(*, session: AsyncSession, program_id: str, period: str) -> int:
+    """The most any one organisation has used of the program's cap in `period`."""
+    query = sa.select(sa.func.max(col(CapUsage.used))).where(
+        col(CapUsage.program_id) == program_id, col(CapUsage.period) == period
+    )
+    return int((await session.execute(query)).scalar_one() or 0)
+
+
 async def add_cap_usage(
     *, session: AsyncSession, program_id: str, org_id: str, period: str, delta: int, cap: int
 ) -> None:

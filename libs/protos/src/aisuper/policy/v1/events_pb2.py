@@ -23,23 +23,32 @@ _sym_db = _symbol_database.Default()
 
 
 from aisuper.policy.v1 import policy_pb2 as aisuper_dot_policy_dot_v1_dot_policy__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61isuper/policy/v1/events.proto\x12\x11\x61isuper.policy.v1\x1a\x1e\x61isuper/policy/v1/policy.proto\"H\n\x10ProgramPublished\x12\x34\n\x07program\x18\x01 \x01(\x0b\x32\x1a.aisuper.policy.v1.ProgramR\x07program\"\xa4\x01\n\x12\x45ligibilityChanged\x12\x15\n\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x30\n\x14\x65ligible_program_ids\x18\x02 \x03(\tR\x12\x65ligibleProgramIds\x12\x45\n\x1fpreviously_eligible_program_ids\x18\x03 \x03(\tR\x1cpreviouslyEligibleProgramIds\"S\n\x0fSubsidyReserved\x12@\n\x0breservation\x18\x01 \x01(\x0b\x32\x1e.aisuper.policy.v1.ReservationR\x0breservation\"R\n\x0eSubsidySettled\x12@\n\x0breservation\x18\x01 \x01(\x0b\x32\x1e.aisuper.policy.v1.ReservationR\x0breservation\"S\n\x0fSubsidyReleased\x12@\n\x0breservation\x18\x01 \x01(\x0b\x32\x1e.aisuper.policy.v1.ReservationR\x0breservationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61isuper/policy/v1/events.proto\x12\x11\x61isuper.policy.v1\x1a\x1e\x61isuper/policy/v1/policy.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"H\n\x10ProgramPublished\x12\x34\n\x07program\x18\x01 \x01(\x0b\x32\x1a.aisuper.policy.v1.ProgramR\x07program\"\xa4\x01\n\x12\x45ligibilityChanged\x12\x15\n\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x30\n\x14\x65ligible_program_ids\x18\x02 \x03(\tR\x12\x65ligibleProgramIds\x12\x45\n\x1fpreviously_eligible_program_ids\x18\x03 \x03(\tR\x1cpreviouslyEligibleProgramIds\"S\n\x0fSubsidyReserved\x12@\n\x0breservation\x18\x01 \x01(\x0b\x32\x1e.aisuper.policy.v1.ReservationR\x0breservation\"R\n\x0eSubsidySettled\x12@\n\x0breservation\x18\x01 \x01(\x0b\x32\x1e.aisuper.policy.v1.ReservationR\x0breservation\"S\n\x0fSubsidyReleased\x12@\n\x0breservation\x18\x01 \x01(\x0b\x32\x1e.aisuper.policy.v1.ReservationR\x0breservation\"\xae\x03\n\rDecisionInput\x12\"\n\rcaller_org_id\x18\x01 \x01(\tR\x0b\x63\x61llerOrgId\x12%\n\x0e\x63\x61ller_subject\x18\x02 \x01(\tR\rcallerSubject\x12G\n\tprincipal\x18\x03 \x01(\x0b\x32).aisuper.policy.v1.AuthorizationPrincipalR\tprincipal\x12>\n\x06\x61\x63tion\x18\x04 \x01(\x0e\x32&.aisuper.policy.v1.AuthorizationActionR\x06\x61\x63tion\x12\x44\n\x08resource\x18\x05 \x01(\x0b\x32(.aisuper.policy.v1.AuthorizationResourceR\x08resource\x12G\n\x07\x63ontext\x18\x06 \x03(\x0b\x32-.aisuper.policy.v1.DecisionInput.ContextEntryR\x07\x63ontext\x1a:\n\x0c\x43ontextEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\x8e\x03\n\x10\x44\x65\x63isionRecorded\x12\x1f\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\tR\ndecisionId\x12\x1a\n\x08sequence\x18\x02 \x01(\x03R\x08sequence\x12\x36\n\x05input\x18\x03 \x01(\x0b\x32 .aisuper.policy.v1.DecisionInputR\x05input\x12\x18\n\x07\x61llowed\x18\x04 \x01(\x08R\x07\x61llowed\x12\x34\n\x16\x64\x65termining_policy_ids\x18\x05 \x03(\tR\x14\x64\x65terminingPolicyIds\x12\x16\n\x06\x65rrors\x18\x06 \x03(\tR\x06\x65rrors\x12\'\n\x0fpolicy_revision\x18\x07 \x01(\x03R\x0epolicyRevision\x12;\n\x0b\x64\x65\x63ide_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ndecideTime\x12#\n\rprevious_hash\x18\t \x01(\tR\x0cpreviousHash\x12\x12\n\x04hash\x18\n \x01(\tR\x04hashb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aisuper.policy.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PROGRAMPUBLISHED']._serialized_start=85
-  _globals['_PROGRAMPUBLISHED']._serialized_end=157
-  _globals['_ELIGIBILITYCHANGED']._serialized_start=160
-  _globals['_ELIGIBILITYCHANGED']._serialized_end=324
-  _globals['_SUBSIDYRESERVED']._serialized_start=326
-  _globals['_SUBSIDYRESERVED']._serialized_end=409
-  _globals['_SUBSIDYSETTLED']._serialized_start=411
-  _globals['_SUBSIDYSETTLED']._serialized_end=493
-  _globals['_SUBSIDYRELEASED']._serialized_start=495
-  _globals['_SUBSIDYRELEASED']._serialized_end=578
+  _globals['_DECISIONINPUT_CONTEXTENTRY']._loaded_options = None
+  _globals['_DECISIONINPUT_CONTEXTENTRY']._serialized_options = b'8\001'
+  _globals['_PROGRAMPUBLISHED']._serialized_start=118
+  _globals['_PROGRAMPUBLISHED']._serialized_end=190
+  _globals['_ELIGIBILITYCHANGED']._serialized_start=193
+  _globals['_ELIGIBILITYCHANGED']._serialized_end=357
+  _globals['_SUBSIDYRESERVED']._serialized_start=359
+  _globals['_SUBSIDYRESERVED']._serialized_end=442
+  _globals['_SUBSIDYSETTLED']._serialized_start=444
+  _globals['_SUBSIDYSETTLED']._serialized_end=526
+  _globals['_SUBSIDYRELEASED']._serialized_start=528
+  _globals['_SUBSIDYRELEASED']._serialized_end=611
+  _globals['_DECISIONINPUT']._serialized_start=614
+  _globals['_DECISIONINPUT']._serialized_end=1044
+  _globals['_DECISIONINPUT_CONTEXTENTRY']._serialized_start=986
+  _globals['_DECISIONINPUT_CONTEXTENTRY']._serialized_end=1044
+  _globals['_DECISIONRECORDED']._serialized_start=1047
+  _globals['_DECISIONRECORDED']._serialized_end=1445
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,7 @@ from aisuper.policy.v1 import policy_pb2 as _policy_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
@@ -135,3 +136,122 @@ class SubsidyReleased(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubsidyReleased: _TypeAlias = SubsidyReleased  # noqa: Y015
+
+@_typing.final
+class DecisionInput(_message.Message):
+    """What an Authorize call asked, as the decision log keeps it: secrets
+    masked, never a credential.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    CALLER_ORG_ID_FIELD_NUMBER: _builtins.int
+    CALLER_SUBJECT_FIELD_NUMBER: _builtins.int
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    caller_org_id: _builtins.str
+    """Who called Authorize."""
+    caller_subject: _builtins.str
+    action: _policy_pb2.AuthorizationAction.ValueType
+    @_builtins.property
+    def principal(self) -> _policy_pb2.AuthorizationPrincipal: ...
+    @_builtins.property
+    def resource(self) -> _policy_pb2.AuthorizationResource: ...
+    @_builtins.property
+    def context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        caller_org_id: _builtins.str = ...,
+        caller_subject: _builtins.str = ...,
+        principal: _policy_pb2.AuthorizationPrincipal | None = ...,
+        action: _policy_pb2.AuthorizationAction.ValueType = ...,
+        resource: _policy_pb2.AuthorizationResource | None = ...,
+        context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["principal", b"principal", "resource", b"resource"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "caller_org_id", b"caller_org_id", "caller_subject", b"caller_subject", "context", b"context", "principal", b"principal", "resource", b"resource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DecisionInput: _TypeAlias = DecisionInput  # noqa: Y015
+
+@_typing.final
+class DecisionRecorded(_message.Message):
+    """`policy.decisions` (key: decision id): one record of the decision log, a
+    hash chain: `hash` is SHA-256 over the record's canonical encoding, which
+    includes `previous_hash`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISION_ID_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    ALLOWED_FIELD_NUMBER: _builtins.int
+    DETERMINING_POLICY_IDS_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    POLICY_REVISION_FIELD_NUMBER: _builtins.int
+    DECIDE_TIME_FIELD_NUMBER: _builtins.int
+    PREVIOUS_HASH_FIELD_NUMBER: _builtins.int
+    HASH_FIELD_NUMBER: _builtins.int
+    decision_id: _builtins.str
+    sequence: _builtins.int
+    """1 for the first record, one more for each after it."""
+    allowed: _builtins.bool
+    policy_revision: _builtins.int
+    previous_hash: _builtins.str
+    """Hex; 64 zeros for the first record."""
+    hash: _builtins.str
+    @_builtins.property
+    def input(self) -> Global___DecisionInput: ...
+    @_builtins.property
+    def determining_policy_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def errors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def decide_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        decision_id: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+        input: Global___DecisionInput | None = ...,
+        allowed: _builtins.bool = ...,
+        determining_policy_ids: _abc.Iterable[_builtins.str] | None = ...,
+        errors: _abc.Iterable[_builtins.str] | None = ...,
+        policy_revision: _builtins.int = ...,
+        decide_time: _timestamp_pb2.Timestamp | None = ...,
+        previous_hash: _builtins.str = ...,
+        hash: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decide_time", b"decide_time", "input", b"input"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "decide_time", b"decide_time", "decision_id", b"decision_id", "determining_policy_ids", b"determining_policy_ids", "errors", b"errors", "hash", b"hash", "input", b"input", "policy_revision", b"policy_revision", "previous_hash", b"previous_hash", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DecisionRecorded: _TypeAlias = DecisionRecorded  # noqa: Y015

@@ -115,6 +115,62 @@ RESERVATION_STATE_RELEASED: ReservationState.ValueType  # 3
 RESERVATION_STATE_EXPIRED: ReservationState.ValueType  # 4
 Global___ReservationState: _TypeAlias = ReservationState  # noqa: Y015
 
+class _AuthorizationAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AuthorizationActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuthorizationAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AUTHORIZATION_ACTION_UNSPECIFIED: _AuthorizationAction.ValueType  # 0
+    AUTHORIZATION_ACTION_USE_MODEL: _AuthorizationAction.ValueType  # 1
+    AUTHORIZATION_ACTION_READ_DATASET: _AuthorizationAction.ValueType  # 2
+    AUTHORIZATION_ACTION_REQUEST_COMPUTE: _AuthorizationAction.ValueType  # 3
+    AUTHORIZATION_ACTION_PUBLISH_LISTING: _AuthorizationAction.ValueType  # 4
+    AUTHORIZATION_ACTION_MANAGE_PROGRAMS: _AuthorizationAction.ValueType  # 5
+    AUTHORIZATION_ACTION_MANAGE_POOLS: _AuthorizationAction.ValueType  # 6
+    AUTHORIZATION_ACTION_MANAGE_LISTINGS: _AuthorizationAction.ValueType  # 7
+
+class AuthorizationAction(_AuthorizationAction, metaclass=_AuthorizationActionEnumTypeWrapper):
+    """-- governance ------------------------------------------------------------------
+
+    What a principal may be authorised to do.
+    """
+
+AUTHORIZATION_ACTION_UNSPECIFIED: AuthorizationAction.ValueType  # 0
+AUTHORIZATION_ACTION_USE_MODEL: AuthorizationAction.ValueType  # 1
+AUTHORIZATION_ACTION_READ_DATASET: AuthorizationAction.ValueType  # 2
+AUTHORIZATION_ACTION_REQUEST_COMPUTE: AuthorizationAction.ValueType  # 3
+AUTHORIZATION_ACTION_PUBLISH_LISTING: AuthorizationAction.ValueType  # 4
+AUTHORIZATION_ACTION_MANAGE_PROGRAMS: AuthorizationAction.ValueType  # 5
+AUTHORIZATION_ACTION_MANAGE_POOLS: AuthorizationAction.ValueType  # 6
+AUTHORIZATION_ACTION_MANAGE_LISTINGS: AuthorizationAction.ValueType  # 7
+Global___AuthorizationAction: _TypeAlias = AuthorizationAction  # noqa: Y015
+
+class _ResourceKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ResourceKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ResourceKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RESOURCE_KIND_UNSPECIFIED: _ResourceKind.ValueType  # 0
+    RESOURCE_KIND_LISTING: _ResourceKind.ValueType  # 1
+    """A catalog listing (model, dataset, compute product)."""
+    RESOURCE_KIND_POOL: _ResourceKind.ValueType  # 2
+    """A compute pool."""
+    RESOURCE_KIND_PROGRAM: _ResourceKind.ValueType  # 3
+    """A support program."""
+
+class ResourceKind(_ResourceKind, metaclass=_ResourceKindEnumTypeWrapper): ...
+
+RESOURCE_KIND_UNSPECIFIED: ResourceKind.ValueType  # 0
+RESOURCE_KIND_LISTING: ResourceKind.ValueType  # 1
+"""A catalog listing (model, dataset, compute product)."""
+RESOURCE_KIND_POOL: ResourceKind.ValueType  # 2
+"""A compute pool."""
+RESOURCE_KIND_PROGRAM: ResourceKind.ValueType  # 3
+"""A support program."""
+Global___ResourceKind: _TypeAlias = ResourceKind  # noqa: Y015
+
 @_typing.final
 class OrganizationFacts(_message.Message):
     """What eligibility expressions see as `org`: e.g.
@@ -939,3 +995,354 @@ class GetOrganizationUsageResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetOrganizationUsageResponse: _TypeAlias = GetOrganizationUsageResponse  # noqa: Y015
+
+@_typing.final
+class AccessPolicy(_message.Message):
+    """A Cedar policy (one or more statements) over the governance schema:
+    principals Organization, Member, ApiKey; resources Listing, Pool,
+    Program; actions use_model, read_dataset, request_compute (all three in
+    the group `consume`), publish_listing, manage_programs, manage_pools,
+    manage_listings.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    BUILTIN_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Output only: "acp_..." or, for a built-in policy, "builtin.<name>"."""
+    name: _builtins.str
+    """Unique; putting a policy with a taken name replaces that policy."""
+    description: _builtins.str
+    text: _builtins.str
+    """Cedar policy text; templates (slots) are not accepted."""
+    builtin: _builtins.bool
+    """Output only."""
+    revision: _builtins.int
+    """Output only: 1 when created, one more on every replacement."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        text: _builtins.str = ...,
+        builtin: _builtins.bool = ...,
+        revision: _builtins.int = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["builtin", b"builtin", "create_time", b"create_time", "description", b"description", "id", b"id", "name", b"name", "revision", b"revision", "text", b"text", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccessPolicy: _TypeAlias = AccessPolicy  # noqa: Y015
+
+@_typing.final
+class PutAccessPolicyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def policy(self) -> Global___AccessPolicy: ...
+    def __init__(
+        self,
+        *,
+        policy: Global___AccessPolicy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PutAccessPolicyRequest: _TypeAlias = PutAccessPolicyRequest  # noqa: Y015
+
+@_typing.final
+class PutAccessPolicyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    POLICY_REVISION_FIELD_NUMBER: _builtins.int
+    policy_revision: _builtins.int
+    """The policy set's revision once this policy is in it."""
+    @_builtins.property
+    def policy(self) -> Global___AccessPolicy: ...
+    def __init__(
+        self,
+        *,
+        policy: Global___AccessPolicy | None = ...,
+        policy_revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy", "policy_revision", b"policy_revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PutAccessPolicyResponse: _TypeAlias = PutAccessPolicyResponse  # noqa: Y015
+
+@_typing.final
+class ListAccessPoliciesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAccessPoliciesRequest: _TypeAlias = ListAccessPoliciesRequest  # noqa: Y015
+
+@_typing.final
+class ListAccessPoliciesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    POLICY_REVISION_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    policy_revision: _builtins.int
+    @_builtins.property
+    def policies(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccessPolicy]: ...
+    def __init__(
+        self,
+        *,
+        policies: _abc.Iterable[Global___AccessPolicy] | None = ...,
+        next_page_token: _builtins.str = ...,
+        policy_revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "policies", b"policies", "policy_revision", b"policy_revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAccessPoliciesResponse: _TypeAlias = ListAccessPoliciesResponse  # noqa: Y015
+
+@_typing.final
+class DeleteAccessPolicyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_ID_FIELD_NUMBER: _builtins.int
+    policy_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        policy_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy_id", b"policy_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteAccessPolicyRequest: _TypeAlias = DeleteAccessPolicyRequest  # noqa: Y015
+
+@_typing.final
+class DeleteAccessPolicyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_REVISION_FIELD_NUMBER: _builtins.int
+    policy_revision: _builtins.int
+    def __init__(
+        self,
+        *,
+        policy_revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy_revision", b"policy_revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteAccessPolicyResponse: _TypeAlias = DeleteAccessPolicyResponse  # noqa: Y015
+
+@_typing.final
+class AuthorizationPrincipal(_message.Message):
+    """Who asks. Unset in AuthorizeRequest: the caller."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORG_ID_FIELD_NUMBER: _builtins.int
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    API_KEY_ID_FIELD_NUMBER: _builtins.int
+    org_id: _builtins.str
+    """Empty: the caller's organisation."""
+    member_id: _builtins.str
+    """A member of the organisation; empty with api_key_id empty: the
+    organisation itself.
+    """
+    api_key_id: _builtins.str
+    """An API key of the organisation (its id, never its secret)."""
+    def __init__(
+        self,
+        *,
+        org_id: _builtins.str = ...,
+        member_id: _builtins.str = ...,
+        api_key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_id", b"api_key_id", "member_id", b"member_id", "org_id", b"org_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthorizationPrincipal: _TypeAlias = AuthorizationPrincipal  # noqa: Y015
+
+@_typing.final
+class AuthorizationResource(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    kind: Global___ResourceKind.ValueType
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        kind: Global___ResourceKind.ValueType = ...,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthorizationResource: _TypeAlias = AuthorizationResource  # noqa: Y015
+
+@_typing.final
+class AuthorizeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    action: Global___AuthorizationAction.ValueType
+    @_builtins.property
+    def principal(self) -> Global___AuthorizationPrincipal: ...
+    @_builtins.property
+    def resource(self) -> Global___AuthorizationResource: ...
+    @_builtins.property
+    def context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Seen by policies as tags of `context.request`:
+        `context.request.hasTag("purpose") && context.request.getTag("purpose") == "research"`.
+        Values under keys that look like secrets are masked in the decision log.
+        """
+
+    def __init__(
+        self,
+        *,
+        principal: Global___AuthorizationPrincipal | None = ...,
+        action: Global___AuthorizationAction.ValueType = ...,
+        resource: Global___AuthorizationResource | None = ...,
+        context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["principal", b"principal", "resource", b"resource"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "context", b"context", "principal", b"principal", "resource", b"resource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthorizeRequest: _TypeAlias = AuthorizeRequest  # noqa: Y015
+
+@_typing.final
+class AuthorizeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALLOWED_FIELD_NUMBER: _builtins.int
+    DECISION_ID_FIELD_NUMBER: _builtins.int
+    DETERMINING_POLICY_IDS_FIELD_NUMBER: _builtins.int
+    REASONS_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    POLICY_REVISION_FIELD_NUMBER: _builtins.int
+    DECIDE_TIME_FIELD_NUMBER: _builtins.int
+    allowed: _builtins.bool
+    decision_id: _builtins.str
+    """The decision log record: "dec_..."."""
+    policy_revision: _builtins.int
+    """The policy set's revision the decision was made under."""
+    @_builtins.property
+    def determining_policy_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The policies that decided: the permits that allowed, or the forbids
+        that denied (empty for a default deny).
+        """
+
+    @_builtins.property
+    def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Why, in words."""
+
+    @_builtins.property
+    def errors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Evaluation errors (a policy that errs is skipped; a request the schema
+        does not admit denies).
+        """
+
+    @_builtins.property
+    def decide_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        allowed: _builtins.bool = ...,
+        decision_id: _builtins.str = ...,
+        determining_policy_ids: _abc.Iterable[_builtins.str] | None = ...,
+        reasons: _abc.Iterable[_builtins.str] | None = ...,
+        errors: _abc.Iterable[_builtins.str] | None = ...,
+        policy_revision: _builtins.int = ...,
+        decide_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decide_time", b"decide_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "decide_time", b"decide_time", "decision_id", b"decision_id", "determining_policy_ids", b"determining_policy_ids", "errors", b"errors", "policy_revision", b"policy_revision", "reasons", b"reasons"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthorizeResponse: _TypeAlias = AuthorizeResponse  # noqa: Y015

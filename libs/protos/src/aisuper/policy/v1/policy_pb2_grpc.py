@@ -95,6 +95,26 @@ class PolicyServiceStub:
                 request_serializer=aisuper_dot_policy_dot_v1_dot_policy__pb2.GetOrganizationUsageRequest.SerializeToString,
                 response_deserializer=aisuper_dot_policy_dot_v1_dot_policy__pb2.GetOrganizationUsageResponse.FromString,
                 _registered_method=True)
+        self.PutAccessPolicy = channel.unary_unary(
+                '/aisuper.policy.v1.PolicyService/PutAccessPolicy',
+                request_serializer=aisuper_dot_policy_dot_v1_dot_policy__pb2.PutAccessPolicyRequest.SerializeToString,
+                response_deserializer=aisuper_dot_policy_dot_v1_dot_policy__pb2.PutAccessPolicyResponse.FromString,
+                _registered_method=True)
+        self.ListAccessPolicies = channel.unary_unary(
+                '/aisuper.policy.v1.PolicyService/ListAccessPolicies',
+                request_serializer=aisuper_dot_policy_dot_v1_dot_policy__pb2.ListAccessPoliciesRequest.SerializeToString,
+                response_deserializer=aisuper_dot_policy_dot_v1_dot_policy__pb2.ListAccessPoliciesResponse.FromString,
+                _registered_method=True)
+        self.DeleteAccessPolicy = channel.unary_unary(
+                '/aisuper.policy.v1.PolicyService/DeleteAccessPolicy',
+                request_serializer=aisuper_dot_policy_dot_v1_dot_policy__pb2.DeleteAccessPolicyRequest.SerializeToString,
+                response_deserializer=aisuper_dot_policy_dot_v1_dot_policy__pb2.DeleteAccessPolicyResponse.FromString,
+                _registered_method=True)
+        self.Authorize = channel.unary_unary(
+                '/aisuper.policy.v1.PolicyService/Authorize',
+                request_serializer=aisuper_dot_policy_dot_v1_dot_policy__pb2.AuthorizeRequest.SerializeToString,
+                response_deserializer=aisuper_dot_policy_dot_v1_dot_policy__pb2.AuthorizeResponse.FromString,
+                _registered_method=True)
 
 
 class PolicyServiceServicer:
@@ -182,6 +202,37 @@ class PolicyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutAccessPolicy(self, request, context):
+        """Operators. Creates or replaces (by name) an access policy: Cedar text,
+        validated against the governance schema before it takes effect.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAccessPolicies(self, request, context):
+        """Operators. The built-in policies first, then the operators' ones.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAccessPolicy(self, request, context):
+        """Operators. Built-in policies cannot be deleted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Authorize(self, request, context):
+        """May this principal take this action on this resource? Every decision is
+        appended to a hash-chained decision log. Callers ask for their own
+        organisation's principals; operators for any.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PolicyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -239,6 +290,26 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.GetOrganizationUsage,
                     request_deserializer=aisuper_dot_policy_dot_v1_dot_policy__pb2.GetOrganizationUsageRequest.FromString,
                     response_serializer=aisuper_dot_policy_dot_v1_dot_policy__pb2.GetOrganizationUsageResponse.SerializeToString,
+            ),
+            'PutAccessPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutAccessPolicy,
+                    request_deserializer=aisuper_dot_policy_dot_v1_dot_policy__pb2.PutAccessPolicyRequest.FromString,
+                    response_serializer=aisuper_dot_policy_dot_v1_dot_policy__pb2.PutAccessPolicyResponse.SerializeToString,
+            ),
+            'ListAccessPolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccessPolicies,
+                    request_deserializer=aisuper_dot_policy_dot_v1_dot_policy__pb2.ListAccessPoliciesRequest.FromString,
+                    response_serializer=aisuper_dot_policy_dot_v1_dot_policy__pb2.ListAccessPoliciesResponse.SerializeToString,
+            ),
+            'DeleteAccessPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAccessPolicy,
+                    request_deserializer=aisuper_dot_policy_dot_v1_dot_policy__pb2.DeleteAccessPolicyRequest.FromString,
+                    response_serializer=aisuper_dot_policy_dot_v1_dot_policy__pb2.DeleteAccessPolicyResponse.SerializeToString,
+            ),
+            'Authorize': grpc.unary_unary_rpc_method_handler(
+                    servicer.Authorize,
+                    request_deserializer=aisuper_dot_policy_dot_v1_dot_policy__pb2.AuthorizeRequest.FromString,
+                    response_serializer=aisuper_dot_policy_dot_v1_dot_policy__pb2.AuthorizeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -544,6 +615,114 @@ class PolicyService:
             '/aisuper.policy.v1.PolicyService/GetOrganizationUsage',
             aisuper_dot_policy_dot_v1_dot_policy__pb2.GetOrganizationUsageRequest.SerializeToString,
             aisuper_dot_policy_dot_v1_dot_policy__pb2.GetOrganizationUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutAccessPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aisuper.policy.v1.PolicyService/PutAccessPolicy',
+            aisuper_dot_policy_dot_v1_dot_policy__pb2.PutAccessPolicyRequest.SerializeToString,
+            aisuper_dot_policy_dot_v1_dot_policy__pb2.PutAccessPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccessPolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aisuper.policy.v1.PolicyService/ListAccessPolicies',
+            aisuper_dot_policy_dot_v1_dot_policy__pb2.ListAccessPoliciesRequest.SerializeToString,
+            aisuper_dot_policy_dot_v1_dot_policy__pb2.ListAccessPoliciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAccessPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aisuper.policy.v1.PolicyService/DeleteAccessPolicy',
+            aisuper_dot_policy_dot_v1_dot_policy__pb2.DeleteAccessPolicyRequest.SerializeToString,
+            aisuper_dot_policy_dot_v1_dot_policy__pb2.DeleteAccessPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Authorize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aisuper.policy.v1.PolicyService/Authorize',
+            aisuper_dot_policy_dot_v1_dot_policy__pb2.AuthorizeRequest.SerializeToString,
+            aisuper_dot_policy_dot_v1_dot_policy__pb2.AuthorizeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,6 +61,19 @@ class PolicyServiceStub:
     """A program's budget: total, reserved, spent, available."""
     GetOrganizationUsage: _grpc.UnaryUnaryMultiCallable[_policy_pb2.GetOrganizationUsageRequest, _policy_pb2.GetOrganizationUsageResponse]
     """What an organisation has used of each program's cap this period."""
+    PutAccessPolicy: _grpc.UnaryUnaryMultiCallable[_policy_pb2.PutAccessPolicyRequest, _policy_pb2.PutAccessPolicyResponse]
+    """Operators. Creates or replaces (by name) an access policy: Cedar text,
+    validated against the governance schema before it takes effect.
+    """
+    ListAccessPolicies: _grpc.UnaryUnaryMultiCallable[_policy_pb2.ListAccessPoliciesRequest, _policy_pb2.ListAccessPoliciesResponse]
+    """Operators. The built-in policies first, then the operators' ones."""
+    DeleteAccessPolicy: _grpc.UnaryUnaryMultiCallable[_policy_pb2.DeleteAccessPolicyRequest, _policy_pb2.DeleteAccessPolicyResponse]
+    """Operators. Built-in policies cannot be deleted."""
+    Authorize: _grpc.UnaryUnaryMultiCallable[_policy_pb2.AuthorizeRequest, _policy_pb2.AuthorizeResponse]
+    """May this principal take this action on this resource? Every decision is
+    appended to a hash-chained decision log. Callers ask for their own
+    organisation's principals; operators for any.
+    """
 
 @_typing.type_check_only
 class PolicyServiceAsyncStub(PolicyServiceStub):
@@ -95,6 +108,19 @@ class PolicyServiceAsyncStub(PolicyServiceStub):
     """A program's budget: total, reserved, spent, available."""
     GetOrganizationUsage: _aio.UnaryUnaryMultiCallable[_policy_pb2.GetOrganizationUsageRequest, _policy_pb2.GetOrganizationUsageResponse]  # type: ignore[assignment]
     """What an organisation has used of each program's cap this period."""
+    PutAccessPolicy: _aio.UnaryUnaryMultiCallable[_policy_pb2.PutAccessPolicyRequest, _policy_pb2.PutAccessPolicyResponse]  # type: ignore[assignment]
+    """Operators. Creates or replaces (by name) an access policy: Cedar text,
+    validated against the governance schema before it takes effect.
+    """
+    ListAccessPolicies: _aio.UnaryUnaryMultiCallable[_policy_pb2.ListAccessPoliciesRequest, _policy_pb2.ListAccessPoliciesResponse]  # type: ignore[assignment]
+    """Operators. The built-in policies first, then the operators' ones."""
+    DeleteAccessPolicy: _aio.UnaryUnaryMultiCallable[_policy_pb2.DeleteAccessPolicyRequest, _policy_pb2.DeleteAccessPolicyResponse]  # type: ignore[assignment]
+    """Operators. Built-in policies cannot be deleted."""
+    Authorize: _aio.UnaryUnaryMultiCallable[_policy_pb2.AuthorizeRequest, _policy_pb2.AuthorizeResponse]  # type: ignore[assignment]
+    """May this principal take this action on this resource? Every decision is
+    appended to a hash-chained decision log. Callers ask for their own
+    organisation's principals; operators for any.
+    """
 
 class PolicyServiceServicer(metaclass=_abc_1.ABCMeta):
     """PolicyService runs the support programs (who gets how much help), the
@@ -192,5 +218,42 @@ class PolicyServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_policy_pb2.GetOrganizationUsageResponse, _abc.Awaitable[_policy_pb2.GetOrganizationUsageResponse]]:
         """What an organisation has used of each program's cap this period."""
+
+    @_abc_1.abstractmethod
+    def PutAccessPolicy(
+        self,
+        request: _policy_pb2.PutAccessPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_policy_pb2.PutAccessPolicyResponse, _abc.Awaitable[_policy_pb2.PutAccessPolicyResponse]]:
+        """Operators. Creates or replaces (by name) an access policy: Cedar text,
+        validated against the governance schema before it takes effect.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAccessPolicies(
+        self,
+        request: _policy_pb2.ListAccessPoliciesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_policy_pb2.ListAccessPoliciesResponse, _abc.Awaitable[_policy_pb2.ListAccessPoliciesResponse]]:
+        """Operators. The built-in policies first, then the operators' ones."""
+
+    @_abc_1.abstractmethod
+    def DeleteAccessPolicy(
+        self,
+        request: _policy_pb2.DeleteAccessPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_policy_pb2.DeleteAccessPolicyResponse, _abc.Awaitable[_policy_pb2.DeleteAccessPolicyResponse]]:
+        """Operators. Built-in policies cannot be deleted."""
+
+    @_abc_1.abstractmethod
+    def Authorize(
+        self,
+        request: _policy_pb2.AuthorizeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_policy_pb2.AuthorizeResponse, _abc.Awaitable[_policy_pb2.AuthorizeResponse]]:
+        """May this principal take this action on this resource? Every decision is
+        appended to a hash-chained decision log. Callers ask for their own
+        organisation's principals; operators for any.
+        """
 
 def add_PolicyServiceServicer_to_server(servicer: PolicyServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
