@@ -19,7 +19,7 @@ env: $(UV) ## create .venv from uv.lock
 	@echo "==> syncing the environment from uv.lock"
 	@$(UV) sync --frozen
 
-up: env ## run the platform on its embedded default (broker + identity)
+up: env ## run the platform on its embedded default (broker, identity, catalog, policy)
 	@$(UV) run --frozen aisuper up
 
 down: env ## stop a platform started with `aisuper up --detach`

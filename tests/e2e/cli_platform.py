@@ -25,14 +25,18 @@ import grpc
 
 from aisuper.catalog.v1 import catalog_pb2_grpc
 from aisuper.identity.v1 import identity_pb2, identity_pb2_grpc
+from aisuper.policy.v1 import policy_pb2_grpc
 from aisuper_cli.services import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI_TIMEOUT_S = 180.0
 #: The console script declared by cli/pyproject.toml, beside this interpreter.
 AISUPER_SCRIPT = Path(sys.executable).parent / "aisuper"
-#: How many consecutive ports each port base covers (one per service).
-SERVICE_COUNT = len(SERVICES)
+#: How many consecutive ports each port base covers (the base plus the largest offset; the
+#: offsets of services not built yet stay free).
+SERVICE_COUNT = max(spec.port_offset for spec in SERVICES) + 1
+#: Each service's port: the base plus this.
+OFFSETS = {spec.name: spec.port_offset for spec in SERVICES}
 
 
 def run_cli(
@@ -142,9 +146,9 @@ def service_pid(state: dict[str, Any], name: str) -> int:
 @dataclass
 class Platform:
     data_dir: Path
-    #: identity's gRPC port; catalog's is the next.
+    #: identity's gRPC port; the other services' are at their offsets from it.
     grpc_port: int
-    #: identity's metrics port; catalog's is the next.
+    #: identity's metrics port; the other services' are at their offsets from it.
     metrics_port: int
     broker_port: int
 
@@ -177,7 +181,14 @@ class Platform:
 
     @property
     def catalog_target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port + 1}"
+        return f"127.0.0.1:{self.grpc_port + OFFSETS['catalog']}"
+
+    @property
+    def policy_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port + OFFSETS['policy']}"
+
+    def metrics_url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.metrics_port + OFFSETS[service]}/metrics"
 
     @property
     def operator_key_file(self) -> Path:
@@ -190,6 +201,10 @@ class Platform:
     @property
     def seed_marker(self) -> Path:
         return self.data_dir / "catalog.seeded.json"
+
+    @property
+    def programs_seed_marker(self) -> Path:
+        return self.data_dir / "policy.seeded.json"
 
     def state(self) -> dict[str, Any]:
         loaded: dict[str, Any] = json.loads((self.data_dir / "state.json").read_text())
@@ -220,6 +235,11 @@ class Platform:
     def catalog(self) -> Iterator[catalog_pb2_grpc.CatalogServiceStub]:
         with grpc.insecure_channel(self.catalog_target) as channel:
             yield catalog_pb2_grpc.CatalogServiceStub(channel)
+
+    @contextlib.contextmanager
+    def policy(self) -> Iterator[policy_pb2_grpc.PolicyServiceStub]:
+        with grpc.insecure_channel(self.policy_target) as channel:
+            yield policy_pb2_grpc.PolicyServiceStub(channel)
 
 
 def register(stub: identity_pb2_grpc.IdentityServiceStub, name: str) -> str:

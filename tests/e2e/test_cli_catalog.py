@@ -220,7 +220,7 @@ def test_seed_again_changes_nothing(platform: Platform) -> None:
     result = platform.cli("seed", "--json")
 
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = json.loads(result.stdout)["catalog"]
     assert report["created"] == []
     assert report["published"] == []
     assert report["failed"] == []
@@ -247,10 +247,11 @@ def test_seed_publishes_a_left_over_draft_and_adds_what_is_new(
     shelf_file = write_shelf(tmp_path / "shelf.yaml", [draft, new])
     marker = platform.seed_marker.read_text()
 
-    result = platform.cli("seed", "--file", str(shelf_file), "--json")
+    result = platform.cli("seed", "--only", "catalog", "--file", str(shelf_file), "--json")
 
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = json.loads(result.stdout)["catalog"]
+    assert json.loads(result.stdout)["programs"] is None
     assert report["created"] == [new["slug"]]
     assert report["published"] == [draft["slug"]]
     published = show_json(platform, draft["slug"])
@@ -261,7 +262,7 @@ def test_seed_publishes_a_left_over_draft_and_adds_what_is_new(
 
     again = platform.cli("seed", "--file", str(shelf_file), "--json")
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["present"] == [draft["slug"], new["slug"]]
+    assert json.loads(again.stdout)["catalog"]["present"] == [draft["slug"], new["slug"]]
 
 
 def test_seed_reports_a_listing_the_catalog_refuses_and_seeds_the_others(
@@ -275,7 +276,7 @@ def test_seed_reports_a_listing_the_catalog_refuses_and_seeds_the_others(
     result = platform.cli("seed", "--file", str(shelf_file), "--json")
 
     assert result.returncode == 1
-    report = json.loads(result.stdout)
+    report = json.loads(result.stdout)["catalog"]
     assert report["created"] == [good["slug"]]
     assert [failure["slug"] for failure in report["failed"]] == [bad["slug"]]
     assert "listing.license" in report["failed"][0]["error"]
@@ -306,7 +307,9 @@ def test_seed_against_a_named_catalog(platform: Platform, tmp_path: Path) -> Non
     )
 
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["present"] == SLUGS
+    report = json.loads(result.stdout)
+    assert report["catalog"]["present"] == SLUGS
+    assert report["programs"] is None  # only what is named is seeded
     assert not (tmp_path / "elsewhere" / "catalog.seeded.json").exists()
 
 
@@ -314,8 +317,9 @@ def test_seed_without_a_platform_says_so(tmp_path: Path) -> None:
     result = run_cli("seed", "--data-dir", str(tmp_path / "data"))
 
     assert result.returncode == 1
-    assert "no platform with a catalog runs from" in result.stderr
+    assert "no platform with a catalog or policy runs from" in result.stderr
     assert "--catalog-target" in result.stderr
+    assert "--policy-target" in result.stderr
 
 
 # --- restarts -------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Every platform runs from its own tmp data dir, on Tansu (starts in milliseconds, needs no Java)
 and on free ports, so these tests neither need nor disturb a platform on the default ports.
-The platform is the broker and the services (identity, then catalog on the next ports).
+The platform is the broker and the services (identity, then catalog and policy together, each
+on its ports: the bases plus its offset).
 """
 
 from __future__ import annotations
@@ -37,12 +38,12 @@ from .cli_platform import (
 
 pytestmark = pytest.mark.slow
 
-SERVICE_NAMES = ["identity", "catalog"]
+SERVICE_NAMES = ["identity", "catalog", "policy"]
 
 
 @pytest.fixture
 def platform(tmp_path: Path) -> Iterator[Platform]:
-    """A platform (broker, identity, catalog) started with ``aisuper up --detach``; stopped
+    """A platform (broker, identity, catalog, policy) started with ``aisuper up --detach``; stopped
     after."""
     with started_platform(tmp_path / "data") as (started, _):
         yield started
@@ -90,6 +91,15 @@ def test_up_serves_the_catalog_on_the_next_ports(platform: Platform) -> None:
         "metrics": f"http://127.0.0.1:{platform.metrics_port + 1}/metrics",
     }
     assert catalog["database_url"].endswith("/catalog.db")
+    policy = status["processes"]["policy"]
+    assert policy["health"] == "SERVING"
+    assert policy["health_checks"] == {"": "SERVING", "aisuper.policy.v1.PolicyService": "SERVING"}
+    assert policy["endpoints"] == {
+        "grpc": platform.policy_target,
+        "metrics": platform.metrics_url("policy"),
+    }
+    assert platform.policy_target == f"127.0.0.1:{platform.grpc_port + 4}"
+    assert policy["database_url"].endswith("/policy.db")
     # The catalog authenticates callers through this platform's identity (not the default
     # port): the operator key works there.
     shown = platform.cli(
@@ -107,6 +117,8 @@ def test_up_prints_endpoints_and_writes_state(tmp_path: Path) -> None:
         grpc_port, metrics_port = platform.grpc_port, platform.metrics_port
         assert platform.target in out
         assert platform.catalog_target in out
+        assert platform.policy_target in out
+        assert platform.metrics_url("policy") in out
         assert f"http://127.0.0.1:{metrics_port}/metrics" in out
         assert f"http://127.0.0.1:{metrics_port + 1}/metrics" in out
         assert f"127.0.0.1:{platform.broker_port}" in out
@@ -118,6 +130,8 @@ def test_up_prints_endpoints_and_writes_state(tmp_path: Path) -> None:
         )
         assert "aisuper catalog search deepseek --data-dir" in out
         assert "catalog SERVING" in out
+        assert "policy SERVING" in out
+        assert "aisuper programs list --data-dir" in out
         assert "memory only" in out  # Tansu's warning
         state = platform.state()
         assert state["broker"]["kind"] == "tansu"
@@ -126,6 +140,7 @@ def test_up_prints_endpoints_and_writes_state(tmp_path: Path) -> None:
         assert [s["grpc_target"] for s in state["services"]] == [
             platform.target,
             platform.catalog_target,
+            platform.policy_target,
         ]
         assert state["phase"] == "running"
         for name in ("broker", *SERVICE_NAMES):
@@ -144,7 +159,9 @@ def test_status_prints_every_process(platform: Platform) -> None:
     for name in ("broker", *SERVICE_NAMES):
         assert name in result.stdout
     assert platform.catalog_target in result.stdout
+    assert platform.policy_target in result.stdout
     assert "shelf:" in result.stdout
+    assert "support programs: 18 seeded" in result.stdout
 
 
 def test_second_up_on_the_same_data_dir_refuses(platform: Platform) -> None:
@@ -160,6 +177,7 @@ def test_second_up_on_the_same_data_dir_refuses(platform: Platform) -> None:
     assert code == 0
     assert status["processes"]["identity"]["health"] == "SERVING"
     assert status["processes"]["catalog"]["health"] == "SERVING"
+    assert status["processes"]["policy"]["health"] == "SERVING"
 
 
 def test_down_stops_every_process(platform: Platform) -> None:
@@ -169,7 +187,8 @@ def test_down_stops_every_process(platform: Platform) -> None:
     result = platform.down()
 
     assert result.returncode == 0, result.stderr
-    assert "Stopped catalog" in result.stdout  # the last started stops first
+    assert "Stopped policy" in result.stdout  # the last started stops first
+    assert "catalog (pid" in result.stdout
     assert "identity (pid" in result.stdout
     assert poll_until(lambda: all(pid_gone(pid) for pid in pids)), "a process still runs"
     assert not (platform.data_dir / "state.json").exists()
@@ -192,12 +211,14 @@ def test_status_and_down_after_a_process_died(platform: Platform) -> None:
     assert status["processes"]["identity"]["alive"] is False
     assert status["processes"]["identity"]["health"] == "DOWN"
     assert status["processes"]["catalog"]["alive"] is True
+    assert status["processes"]["policy"]["alive"] is True
     assert status["processes"]["broker"]["alive"] is True
 
     result = platform.down()
     assert result.returncode == 0
     assert "broker" in result.stdout
     assert "catalog" in result.stdout
+    assert "policy" in result.stdout
     assert "identity" not in result.stdout  # it was not running any more
     assert poll_until(lambda: all(pid_gone(pid) for pid in state_pids(state)))
 
@@ -262,7 +283,8 @@ def test_foreground_up_stops_everything_on_sigterm(tmp_path: Path) -> None:
                 up.kill()
             force_stop(platform.data_dir)
     assert up.returncode == 0, output
-    assert "Stopped catalog" in output
+    assert "Stopped policy" in output
+    assert "catalog (pid" in output
     assert "identity (pid" in output
     assert all(pid_gone(pid) for pid in state_pids(state))
     assert not (platform.data_dir / "state.json").exists()
@@ -349,6 +371,19 @@ def test_up_refuses_a_metrics_port_in_use_by_the_catalog(tmp_path: Path) -> None
     assert "--metrics-port-base" in result.stderr
 
 
+def test_up_refuses_a_port_in_use_by_policy(tmp_path: Path) -> None:
+    platform = Platform.on_free_ports(tmp_path / "data")
+    port = platform.grpc_port + 4
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        result = platform.up()
+    assert result.returncode == 1
+    assert f"port {port} (policy gRPC) is already in use" in result.stderr
+    assert "--grpc-port-base (policy takes the base + 4)" in result.stderr
+    assert not (platform.data_dir / "state.json").exists()
+
+
 def test_up_refuses_a_port_base_without_room_for_every_service(tmp_path: Path) -> None:
     result = run_cli(
         "up", "--data-dir", str(tmp_path / "data"), "--broker", "tansu", "--grpc-port-base", "65535"
@@ -356,6 +391,11 @@ def test_up_refuses_a_port_base_without_room_for_every_service(tmp_path: Path) -
     assert result.returncode == 1
     assert "--grpc-port-base 65535 leaves no port for catalog" in result.stderr
     assert not (tmp_path / "data" / "state.json").exists()
+    result = run_cli(
+        "up", "--data-dir", str(tmp_path / "data"), "--broker", "tansu", "--grpc-port-base", "65532"
+    )
+    assert result.returncode == 1
+    assert "--grpc-port-base 65532 leaves no port for policy" in result.stderr
 
 
 def test_up_rejects_an_unknown_broker(tmp_path: Path) -> None:

@@ -97,16 +97,20 @@ class Connection:
     operator_key_file: str = ""
 
 
-def _error(message: str) -> NoReturn:
+def fail(message: str) -> NoReturn:
     Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(1)
 
 
-def connect(data_dir: Path, target: str | None, key_file: Path | None) -> Connection:
+def connect(
+    data_dir: Path, target: str | None, key_file: Path | None, *, service: str = "catalog"
+) -> Connection:
+    """Where to call `service` (--target, else the local platform's, else the default) and
+    with what credential."""
     try:
         credential = Credential.resolve(key_file)
     except CredentialError as exc:
-        _error(str(exc))
+        fail(str(exc))
     operator_key_file = ""
     try:
         state = load_state(Layout.of(data_dir))
@@ -115,20 +119,22 @@ def connect(data_dir: Path, target: str | None, key_file: Path | None) -> Connec
     if state is not None:
         operator_key_file = state.operator_key_file
     if target is None:
-        catalog = state.service("catalog") if state is not None else None
-        target = catalog.grpc_target if catalog is not None else default_target("catalog")
+        running = state.service(service) if state is not None else None
+        target = running.grpc_target if running is not None else default_target(service)
     return Connection(target, credential, operator_key_file)
 
 
-def _rpc_failed(error: grpc.RpcError, connection: Connection) -> NoReturn:
-    message = describe_rpc_error(error, service="the catalog", target=connection.target)
+def rpc_failed(
+    error: grpc.RpcError, connection: Connection, *, service: str = "the catalog"
+) -> NoReturn:
+    message = describe_rpc_error(error, service=service, target=connection.target)
     if (
         isinstance(error, grpc.Call)
         and error.code() == grpc.StatusCode.UNAUTHENTICATED
         and connection.credential.key is None
     ):
         message += " (you called anonymously: pass --key-file or set $AISUPER_API_KEY)"
-    _error(message)
+    fail(message)
 
 
 @catalog_app.command()
@@ -182,7 +188,7 @@ def search(
                 if not token or len(found) >= limit:
                     break
     except grpc.RpcError as exc:
-        _rpc_failed(exc, connection)
+        rpc_failed(exc, connection)
     found = found[:limit]
     if as_json:
         print_json({"listings": [listing_json(listing) for listing in found], "more": bool(token)})
@@ -218,7 +224,7 @@ def show(
                 timeout=CALL_TIMEOUT_S,
             )
     except grpc.RpcError as exc:
-        _rpc_failed(exc, connection)
+        rpc_failed(exc, connection)
     if as_json:
         print_json(listing_json(reply.listing))
     else:

@@ -1,5 +1,5 @@
 """The ``aisuper`` command: run the local platform (``up``, ``status``, ``down``, ``seed``) and
-use it (``catalog``)."""
+use it (``catalog``, ``programs``)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from rich.markup import escape
 from aisuper_cli import platform_runner, supervisor
 from aisuper_cli.catalog_cmd import catalog_app
 from aisuper_cli.platform_runner import PlatformError, UpOptions
+from aisuper_cli.program_seeding import ProgramSeedReport, seed_programs_running
+from aisuper_cli.programs_cmd import programs_app
 from aisuper_cli.render import (
     RichUpView,
     print_down,
@@ -23,9 +25,9 @@ from aisuper_cli.render import (
     print_status,
     print_status_json,
 )
-from aisuper_cli.seeding import seed_running
+from aisuper_cli.seeding import SeedError, SeedReport, seed_running
 from aisuper_cli.services import DEFAULT_GRPC_PORT_BASE, DEFAULT_METRICS_PORT_BASE
-from aisuper_cli.state import Layout, StateError
+from aisuper_cli.state import Layout, StateError, load_state
 from aisuper_cli.status import collect_status, exit_code
 
 app = typer.Typer(
@@ -35,6 +37,12 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(programs_app, name="programs")
+
+
+class SeedOnly(StrEnum):
+    catalog = "catalog"
+    programs = "programs"
 
 
 class Broker(StrEnum):
@@ -80,8 +88,8 @@ def up(
         typer.Option(
             min=1,
             max=65535,
-            help="identity's gRPC port; the next services take the next ports "
-            "(catalog: the base + 1).",
+            help="identity's gRPC port; the other services take the next ports "
+            "(catalog: the base + 1, policy: the base + 4).",
         ),
     ] = DEFAULT_GRPC_PORT_BASE,
     metrics_port_base: Annotated[
@@ -101,7 +109,7 @@ def up(
         typer.Option(
             "--seed/--no-seed",
             help="On the first start, put the seed shelf (models, data sets, GPUs) into the "
-            "catalog.",
+            "catalog and the seed support programs into policy.",
         ),
     ] = True,
 ) -> None:
@@ -170,6 +178,14 @@ def seed_shelf(
             show_default=False,
         ),
     ] = None,
+    policy_target: Annotated[
+        str | None,
+        typer.Option(
+            help="host:port of a policy service elsewhere; default: the platform running "
+            "from --data-dir. Naming either target seeds only what is named.",
+            show_default=False,
+        ),
+    ] = None,
     operator_key_file: Annotated[
         Path | None,
         typer.Option(
@@ -187,32 +203,116 @@ def seed_shelf(
             show_default=False,
         ),
     ] = None,
+    programs_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--programs-file",
+            dir_okay=False,
+            help="A support programs YAML file (default: the one shipped with aisuper).",
+            show_default=False,
+        ),
+    ] = None,
+    only: Annotated[
+        SeedOnly | None,
+        typer.Option(help="Seed only the catalog's shelf, or only the support programs."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Put the seed shelf into a running catalog, as the operator. Idempotent: listings
-    already there are left alone, so running it again changes nothing."""
+    """Put the seed shelf into a running catalog and the seed support programs into policy,
+    as the operator. Idempotent: what is already there is left alone, so running it again
+    changes nothing."""
     console = Console(stderr=as_json)
     view = RichUpView(console, data_dir)
     try:
-        report = asyncio.run(
-            seed_running(
+        catalog_report, programs_report = asyncio.run(
+            _seed(
                 Layout.of(data_dir),
                 view,
                 catalog_target=catalog_target,
+                policy_target=policy_target,
                 operator_key_file=operator_key_file,
                 shelf_file=shelf_file,
+                programs_file=programs_file,
+                only=only,
             )
         )
     except (PlatformError, StateError) as exc:
         view.finish()
         raise _fail(exc) from None
     view.finish()
+    reports = [r for r in (catalog_report, programs_report) if r is not None]
     if as_json:
-        print(json.dumps(report.to_json(), indent=2))
+        print(
+            json.dumps(
+                {
+                    "catalog": catalog_report.to_json() if catalog_report else None,
+                    "programs": programs_report.to_json() if programs_report else None,
+                },
+                indent=2,
+            )
+        )
     else:
-        for slug, why in report.failed:
-            console.print(f"[red]✗[/] {escape(slug)}: {escape(why)}", soft_wrap=True)
-    raise typer.Exit(0 if report.complete else 1)
+        for report in reports:
+            for slug, why in report.failed:
+                console.print(f"[red]✗[/] {escape(slug)}: {escape(why)}", soft_wrap=True)
+    raise typer.Exit(0 if all(report.complete for report in reports) else 1)
+
+
+async def _seed(
+    layout: Layout,
+    view: RichUpView,
+    *,
+    catalog_target: str | None,
+    policy_target: str | None,
+    operator_key_file: Path | None,
+    shelf_file: Path | None,
+    programs_file: Path | None,
+    only: SeedOnly | None,
+) -> tuple[SeedReport | None, ProgramSeedReport | None]:
+    """`aisuper seed`: the shelf and the programs, each where it is named (or runs locally)."""
+    want_catalog = only in (None, SeedOnly.catalog)
+    want_programs = only in (None, SeedOnly.programs)
+    state = load_state(layout)
+    local_catalog = state.service("catalog") if state is not None else None
+    local_policy = state.service("policy") if state is not None else None
+    named = bool((want_catalog and catalog_target) or (want_programs and policy_target))
+    do_catalog = want_catalog and bool(catalog_target or (not named and local_catalog is not None))
+    do_programs = want_programs and bool(policy_target or (not named and local_policy is not None))
+    if not do_catalog and not do_programs:
+        what = {None: "a catalog or policy", SeedOnly.catalog: "a catalog"}.get(
+            only, "a policy service"
+        )
+        raise SeedError(
+            f"no platform with {what} runs from {layout.data_dir}: start one with "
+            "`aisuper up`, or name one with --catalog-target / --policy-target and "
+            "--operator-key-file"
+        )
+    catalog_report = None
+    if do_catalog:
+        catalog_report = await seed_running(
+            layout,
+            view,
+            catalog_target=catalog_target,
+            operator_key_file=operator_key_file,
+            shelf_file=shelf_file,
+        )
+    programs_report = None
+    if do_programs:
+        key_file = operator_key_file
+        if key_file is None and state is not None and state.operator_key_file:
+            key_file = Path(state.operator_key_file)
+        if key_file is None:
+            raise SeedError("no operator API key to seed with: pass --operator-key-file")
+        target = policy_target or (local_policy.grpc_target if local_policy else "")
+        programs_report = await seed_programs_running(
+            layout,
+            view,
+            target=target,
+            operator_key_file=key_file,
+            programs_file=programs_file,
+            local=local_policy is not None and target == local_policy.grpc_target,
+        )
+    return catalog_report, programs_report
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from aisuper_cli.services import (
     HOST,
     SERVICES,
     ServiceSpec,
+    start_waves,
 )
 from aisuper_cli.state import (
     BrokerState,
@@ -413,6 +414,32 @@ async def _start_service(
     return state
 
 
+async def _start_wave(
+    running: Running,
+    services: list[PlannedService],
+    bootstrap: str,
+    kind: str,
+    deadline: float,
+    view: UpView,
+) -> None:
+    """Start `services` together; return once every one says SERVING.
+
+    The first failure cancels the others' waiting and is raised as it is.
+    """
+    if len(services) == 1:
+        await _start_service(running, services[0], bootstrap, kind, deadline, view)
+        return
+    try:
+        async with asyncio.TaskGroup() as group:
+            for service in services:
+                group.create_task(_start_service(running, service, bootstrap, kind, deadline, view))
+    except BaseExceptionGroup as errors:
+        first = errors.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+
+
 def _spawn(
     layout: Layout, name: str, argv: list[str], env: Mapping[str, str] | None
 ) -> subprocess.Popen[bytes]:
@@ -424,8 +451,9 @@ def _spawn(
 
 
 async def start(plan: Plan, view: UpView) -> Running:
-    """Start the broker, then each service in turn (once the one before says SERVING); return
-    once the last service's gRPC health says SERVING and, on a first start, the shelf is seeded.
+    """Start the broker, then the services (each once those it needs say SERVING, those with
+    the same needs together); return once every service's gRPC health says SERVING and, on a
+    first start, the shelf and the support programs are seeded.
 
     On any failure (or cancellation) everything started so far is stopped and the state file
     removed before the error propagates.
@@ -477,14 +505,26 @@ async def start(plan: Plan, view: UpView) -> Running:
         if not layout.database_file("catalog").exists():
             # A new catalog database: whatever the marker says was seeded is gone.
             layout.seed_marker.unlink(missing_ok=True)
-        for service in plan.services:
-            running.state = state = await _start_service(
-                running, service, bootstrap, kind, deadline, view
+        if not layout.database_file("policy").exists():
+            layout.programs_seed_marker.unlink(missing_ok=True)
+        for wave in start_waves(tuple(service.spec for service in plan.services)):
+            await _start_wave(
+                running,
+                [s for s in plan.services if s.spec in wave],
+                bootstrap,
+                kind,
+                deadline,
+                view,
             )
+        state = running.state
         if options.seed and plan.service("catalog") is not None:
             from aisuper_cli.seeding import seed_on_first_start  # imports YAML and protos
 
             await seed_on_first_start(layout, state, view)
+        if options.seed and plan.service("policy") is not None:
+            from aisuper_cli.program_seeding import seed_programs_on_first_start
+
+            await seed_programs_on_first_start(layout, state, view)
         running.state = state = replace(state, phase="running")
         save_state(layout, state)
         view.finish()

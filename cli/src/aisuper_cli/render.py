@@ -186,8 +186,15 @@ def print_next_steps(console: Console, plan: Plan, state: PlatformState) -> None
             f"aisuper catalog search{flag} --key-file {shlex.quote(state.operator_key_file)}",
             f"aisuper catalog show SLUG{flag}",
         ]
+    policy = state.service("policy")
+    if policy is not None:
+        lines += [
+            "# the support programs, and those your organisation is eligible for (any API key):",
+            f"aisuper programs list{flag} --key-file {shlex.quote(state.operator_key_file)}",
+            f"aisuper programs eligibility{flag} --key-file YOUR_KEY_FILE",
+        ]
     for other in state.services:  # services without hints of their own
-        if other.name not in ("identity", "catalog"):
+        if other.name not in ("identity", "catalog", "policy"):
             lines.append(
                 f"grpcurl -plaintext {other.grpc_target} describe "
                 f"{HEALTH_SERVICES.get(other.name, '')}"
@@ -256,6 +263,10 @@ def print_status(console: Console, report: dict[str, Any], data_dir: Path) -> No
     if seeded:
         listings, when = seeded.get("listings", "?"), seeded.get("seeded_at", "?")
         console.print(f"shelf: {listings} listings seeded at {when}")
+    programs = report.get("programs_seeded")
+    if programs:
+        count, when = programs.get("programs", "?"), programs.get("seeded_at", "?")
+        console.print(f"support programs: {count} seeded at {when}")
     mode = (
         "detached"
         if report["detached"]

@@ -66,6 +66,11 @@ class Layout:
         """Written once the catalog's shelf was seeded (see `aisuper_cli.seeding`)."""
         return self.data_dir / "catalog.seeded.json"
 
+    @property
+    def programs_seed_marker(self) -> Path:
+        """Written once the support programs were seeded (see `aisuper_cli.program_seeding`)."""
+        return self.data_dir / "policy.seeded.json"
+
 
 def process_start_ticks(pid: int) -> int | None:
     """When `pid` started (clock ticks since boot, ``/proc/<pid>/stat`` field 22); None when
@@ -133,7 +138,7 @@ class PlatformState:
     operator_key_file: str = ""
     #: The foreground `aisuper up` that supervises the processes (None when detached).
     supervisor: ProcessRecord | None = None
-    #: "starting" until every service says SERVING (and the shelf is seeded), then "running".
+    #: "starting" until every service says SERVING (and the seeds are in), then "running".
     phase: str = "starting"
     version: int = STATE_VERSION
 

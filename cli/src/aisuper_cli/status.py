@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from aisuper_cli.health import SERVING, grpc_health_all, tcp_accepts
@@ -80,15 +81,17 @@ async def collect_status(layout: Layout) -> dict[str, Any]:
         },
         processes=processes,
         operator_key_file=state.operator_key_file,
-        shelf_seeded=_seed_marker(layout),
+        shelf_seeded=_read_json(layout.seed_marker),
+        programs_seeded=_read_json(layout.programs_seed_marker),
     )
     return report
 
 
-def _seed_marker(layout: Layout) -> dict[str, Any] | None:
-    """What ``catalog.seeded.json`` records (None: the shelf was not seeded from here)."""
+def _read_json(marker: Path) -> dict[str, Any] | None:
+    """What a seed marker (``catalog.seeded.json``, ``policy.seeded.json``) records (None: not
+    seeded from here)."""
     try:
-        raw = json.loads(layout.seed_marker.read_text())
+        raw = json.loads(marker.read_text())
     except (OSError, ValueError):
         return None
     return raw if isinstance(raw, dict) else None
