@@ -7,22 +7,26 @@ $AISUPER_API_KEY, else none: anonymous callers see open-tier listings only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import grpc
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from aisuper.catalog.v1 import catalog_pb2 as pb
 from aisuper.catalog.v1 import catalog_pb2_grpc
 from aisuper_cli.catalog_view import listing_json, print_json, print_listing, print_search
-from aisuper_cli.rpc import CALL_TIMEOUT_S, Credential, CredentialError, describe_rpc_error
-from aisuper_cli.services import default_target
-from aisuper_cli.state import Layout, StateError, load_state
+from aisuper_cli.command_options import (
+    AsJson,
+    connect,
+    data_dir_option,
+    key_file_option,
+    rpc_failed,
+    target_option,
+)
+from aisuper_cli.rpc import CALL_TIMEOUT_S
 
 catalog_app = typer.Typer(
     name="catalog",
@@ -62,79 +66,11 @@ _TIERS = {
 
 Target = Annotated[
     str | None,
-    typer.Option(
-        "--target",
-        envvar="AISUPER_CATALOG_TARGET",
-        help="host:port of the catalog (default: the platform running from --data-dir, "
-        f"else {default_target('catalog')}).",
-        show_default=False,
-    ),
+    target_option("catalog", envvar="AISUPER_CATALOG_TARGET", called="the catalog"),
 ]
-KeyFile = Annotated[
-    Path | None,
-    typer.Option(
-        "--key-file",
-        dir_okay=False,
-        help="A file holding the API key to call with (default: $AISUPER_API_KEY; "
-        "without either: anonymous, which sees open listings only).",
-        show_default=False,
-    ),
-]
-DataDir = Annotated[
-    Path,
-    typer.Option(
-        "--data-dir", file_okay=False, help="The local platform whose catalog to ask by default."
-    ),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output (protobuf JSON).")]
-
-
-@dataclass(frozen=True)
-class Connection:
-    target: str
-    credential: Credential
-    #: The operator key file of the local platform (for hints), if there is one.
-    operator_key_file: str = ""
-
-
-def fail(message: str) -> NoReturn:
-    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
-    raise typer.Exit(1)
-
-
-def connect(
-    data_dir: Path, target: str | None, key_file: Path | None, *, service: str = "catalog"
-) -> Connection:
-    """Where to call `service` (--target, else the local platform's, else the default) and
-    with what credential."""
-    try:
-        credential = Credential.resolve(key_file)
-    except CredentialError as exc:
-        fail(str(exc))
-    operator_key_file = ""
-    try:
-        state = load_state(Layout.of(data_dir))
-    except StateError:
-        state = None
-    if state is not None:
-        operator_key_file = state.operator_key_file
-    if target is None:
-        running = state.service(service) if state is not None else None
-        target = running.grpc_target if running is not None else default_target(service)
-    return Connection(target, credential, operator_key_file)
-
-
-def rpc_failed(
-    error: grpc.RpcError, connection: Connection, *, service: str = "the catalog"
-) -> NoReturn:
-    message = describe_rpc_error(error, service=service, target=connection.target)
-    if (
-        isinstance(error, grpc.Call)
-        and error.code() == grpc.StatusCode.UNAUTHENTICATED
-        and connection.credential.key is None
-    ):
-        message += " (you called anonymously: pass --key-file or set $AISUPER_API_KEY)"
-    fail(message)
+KeyFile = Annotated[Path | None, key_file_option(anonymous_sees="open listings only")]
+DataDir = Annotated[Path, data_dir_option(called="catalog")]
+_SERVICE = "the catalog"
 
 
 @catalog_app.command()
@@ -159,7 +95,7 @@ def search(
     data_dir: DataDir = Path(".aisuper"),
 ) -> None:
     """Search the shelf (SearchListings): best match first."""
-    connection = connect(data_dir, target, key_file)
+    connection = connect(data_dir, target, key_file, service="catalog")
     listing_filter = pb.ListingFilter(
         kind=_KINDS[kind] if kind is not None else pb.LISTING_KIND_UNSPECIFIED,
         language=language or "",
@@ -188,7 +124,7 @@ def search(
                 if not token or len(found) >= limit:
                     break
     except grpc.RpcError as exc:
-        rpc_failed(exc, connection)
+        rpc_failed(exc, connection, service=_SERVICE)
     found = found[:limit]
     if as_json:
         print_json({"listings": [listing_json(listing) for listing in found], "more": bool(token)})
@@ -214,7 +150,7 @@ def show(
     data_dir: DataDir = Path(".aisuper"),
 ) -> None:
     """Show one listing (GetListing) with its card."""
-    connection = connect(data_dir, target, key_file)
+    connection = connect(data_dir, target, key_file, service="catalog")
     try:
         with grpc.insecure_channel(connection.target) as channel:
             stub = catalog_pb2_grpc.CatalogServiceStub(channel)
@@ -224,7 +160,7 @@ def show(
                 timeout=CALL_TIMEOUT_S,
             )
     except grpc.RpcError as exc:
-        rpc_failed(exc, connection)
+        rpc_failed(exc, connection, service=_SERVICE)
     if as_json:
         print_json(listing_json(reply.listing))
     else:

@@ -25,7 +25,8 @@ from aisuper_cli.render import (
     print_status,
     print_status_json,
 )
-from aisuper_cli.seeding import SeedError, SeedReport, seed_running
+from aisuper_cli.seed_files import SeedError
+from aisuper_cli.seeding import ShelfSeedReport, seed_running
 from aisuper_cli.services import DEFAULT_GRPC_PORT_BASE, DEFAULT_METRICS_PORT_BASE
 from aisuper_cli.state import Layout, StateError, load_state
 from aisuper_cli.status import collect_status, exit_code
@@ -268,7 +269,7 @@ async def _seed(
     shelf_file: Path | None,
     programs_file: Path | None,
     only: SeedOnly | None,
-) -> tuple[SeedReport | None, ProgramSeedReport | None]:
+) -> tuple[ShelfSeedReport | None, ProgramSeedReport | None]:
     """`aisuper seed`: the shelf and the programs, each where it is named (or runs locally)."""
     want_catalog = only in (None, SeedOnly.catalog)
     want_programs = only in (None, SeedOnly.programs)

@@ -14,26 +14,32 @@ starts skip the calls; ``aisuper seed`` runs it on demand, also against a policy
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shlex
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
-import yaml
-from google.protobuf.json_format import ParseDict, ParseError
 
 from aisuper.policy.v1 import policy_pb2 as pb
 from aisuper.policy.v1 import policy_pb2_grpc
 from aisuper_cli.platform_runner import UpView
-from aisuper_cli.rpc import CALL_TIMEOUT_S, describe_rpc_error
-from aisuper_cli.seeding import SeedError, operator_key
+from aisuper_cli.rpc import CALL_TIMEOUT_S
+from aisuper_cli.seed_files import (
+    CREATED,
+    PRESENT,
+    Progress,
+    SeedError,
+    SeedFile,
+    SeedReport,
+    load_entries,
+    marked_with,
+    operator_key,
+    seed_entries,
+    write_marker,
+)
 from aisuper_cli.state import Layout, PlatformState
 
 PROGRAMS_RESOURCE = "seed/programs.yaml"
@@ -52,86 +58,29 @@ def packaged_programs() -> Traversable:
 
 
 @dataclass(frozen=True)
-class ProgramSet:
-    programs: tuple[pb.Program, ...]
-    #: Where it was read from.
-    source: str
-    sha256: str
-
+class ProgramSet(SeedFile[pb.Program]):
     @property
-    def slugs(self) -> list[str]:
-        return [program.slug for program in self.programs]
+    def programs(self) -> tuple[pb.Program, ...]:
+        return self.entries
 
 
 def load_programs(path: Path | Traversable | None = None) -> ProgramSet:
     """Read and check a programs file (default: the packaged one)."""
-    resource = path if path is not None else packaged_programs()
-    source = str(resource)
-    try:
-        text = resource.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SeedError(f"cannot read the programs {source}: {exc.strerror or exc}") from None
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SeedError(f"the programs file {source} is not valid YAML: {exc}") from None
-    entries = document.get("programs") if isinstance(document, dict) else None
-    if not isinstance(entries, list):
-        raise SeedError(f"the programs file {source} has no `programs:` list")
-    programs: list[pb.Program] = []
-    seen: set[str] = set()
-    for number, entry in enumerate(entries, start=1):
-        where = f"the programs file {source}, program {number}"
-        if not isinstance(entry, dict):
-            raise SeedError(f"{where} is not a mapping")
-        program = pb.Program()
-        try:
-            ParseDict(entry, program)
-        except ParseError as exc:
-            raise SeedError(f"{where} ({entry.get('slug', '?')}): {exc}") from None
-        if not program.slug:
-            raise SeedError(f"{where} has no slug")
-        if program.slug in seen:
-            raise SeedError(f"{where}: the slug {program.slug!r} is there twice")
-        seen.add(program.slug)
-        programs.append(program)
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return ProgramSet(programs=tuple(programs), source=source, sha256=digest)
+    loaded = load_entries(
+        path if path is not None else packaged_programs(),
+        key="programs",
+        message_type=pb.Program,
+        what="the programs file",
+        entry_name="program",
+        unreadable="the programs",
+    )
+    return ProgramSet(entries=loaded.entries, source=loaded.source, sha256=loaded.sha256)
 
 
-@dataclass
-class ProgramSeedReport:
-    """What one seeding of programs did, by slug."""
+class ProgramSeedReport(SeedReport):
+    """What one seeding of programs did, by slug: created, or already there (left alone)."""
 
-    target: str
-    total: int
-    #: Created by this run.
-    created: list[str] = field(default_factory=list)
-    #: Already there: left alone.
-    present: list[str] = field(default_factory=list)
-    #: (slug, why) of the programs that could not be seeded.
-    failed: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def complete(self) -> bool:
-        return not self.failed
-
-    def summary(self) -> str:
-        text = (
-            f"{self.total} programs: {len(self.created)} added, {len(self.present)} already there"
-        )
-        if self.failed:
-            text += f", {len(self.failed)} failed"
-        return text
-
-    def to_json(self) -> dict[str, Any]:
-        raw = asdict(self)
-        raw["failed"] = [{"slug": slug, "error": why} for slug, why in self.failed]
-        return raw
-
-
-#: Called after each program: (programs done, total, slug).
-Progress = Callable[[int, int, str], None]
+    noun: ClassVar[str] = "programs"
 
 
 async def _seed_one(
@@ -139,8 +88,8 @@ async def _seed_one(
     program: pb.Program,
     metadata: Any,
     per_call: float,
-) -> bool:
-    """Create `program` unless its slug is taken; True when created."""
+) -> str:
+    """Create `program` unless its slug is taken: CREATED, or PRESENT (left alone)."""
     try:
         await stub.GetProgram(
             pb.GetProgramRequest(slug=program.slug), metadata=metadata, timeout=per_call
@@ -149,7 +98,7 @@ async def _seed_one(
         if exc.code() != grpc.StatusCode.NOT_FOUND:
             raise
     else:
-        return False
+        return PRESENT
     try:
         await stub.CreateProgram(
             pb.CreateProgramRequest(program=program, request_id=f"seed-{program.slug}"),
@@ -159,9 +108,9 @@ async def _seed_one(
     except grpc.aio.AioRpcError as exc:
         # Another seed created it in between (under another request id): fine.
         if exc.code() == grpc.StatusCode.ALREADY_EXISTS:
-            return False
+            return PRESENT
         raise
-    return True
+    return CREATED
 
 
 async def seed_programs(
@@ -178,53 +127,36 @@ async def seed_programs(
     that is not about one program (unreachable, bad credential) raises SeedError.
     """
     report = ProgramSeedReport(target=target, total=len(programs.programs))
-    metadata = (("authorization", f"Bearer {api_key}"),)
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = policy_pb2_grpc.PolicyServiceStub(channel)
-        for done, program in enumerate(programs.programs, start=1):
-            try:
-                created = await _seed_one(stub, program, metadata, per_call)
-            except grpc.aio.AioRpcError as exc:
-                why = describe_rpc_error(exc, service="policy", target=target)
-                if exc.code() not in _PER_PROGRAM:
-                    raise SeedError(f"seeding the program {program.slug}: {why}") from None
-                report.failed.append((program.slug, why))
-            else:
-                (report.created if created else report.present).append(program.slug)
-            if progress is not None:
-                progress(done, report.total, program.slug)
+    await seed_entries(
+        programs.programs,
+        report,
+        api_key=api_key,
+        make_stub=policy_pb2_grpc.PolicyServiceStub,
+        seed_one=_seed_one,
+        service="policy",
+        per_entry_codes=_PER_PROGRAM,
+        halt_prefix="seeding the program",
+        progress=progress,
+        per_call=per_call,
+    )
     return report
 
 
 # --- the data dir's record ------------------------------------------------------------------------
 
 
-def read_programs_marker(layout: Layout) -> dict[str, Any] | None:
-    """What ``policy.seeded.json`` says (None: not seeded, or unreadable)."""
-    try:
-        raw = json.loads(layout.programs_seed_marker.read_text())
-    except (OSError, ValueError):
-        return None
-    return raw if isinstance(raw, dict) else None
-
-
 def programs_seeded_already(layout: Layout, programs: ProgramSet) -> bool:
-    marker = read_programs_marker(layout)
-    return marker is not None and marker.get("programs_sha256") == programs.sha256
+    return marked_with(layout.programs_seed_marker, "programs_sha256", programs.sha256)
 
 
 def write_programs_marker(layout: Layout, programs: ProgramSet, report: ProgramSeedReport) -> None:
-    marker = {
-        "seeded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    record = {
         "file": programs.source,
         "programs_sha256": programs.sha256,
         "programs": report.total,
         "policy_target": report.target,
     }
-    path = layout.programs_seed_marker
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(marker, indent=2) + "\n")
-    tmp.replace(path)
+    write_marker(layout.programs_seed_marker, record)
 
 
 async def seed_programs_on_first_start(layout: Layout, state: PlatformState, view: UpView) -> None:
@@ -262,7 +194,7 @@ async def seed_programs_on_first_start(layout: Layout, state: PlatformState, vie
         write_programs_marker(layout, programs, report)
         view.done("programs", f"programs seeded: {report.summary()}")
     else:
-        failures = "; ".join(f"{slug}: {why}" for slug, why in report.failed)
+        failures = report.failures()
         view.failed("programs", f"programs partly seeded ({report.summary()}): {failures}; {retry}")
 
 

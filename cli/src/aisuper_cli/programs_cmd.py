@@ -19,10 +19,17 @@ from rich.table import Table
 
 from aisuper.policy.v1 import policy_pb2 as pb
 from aisuper.policy.v1 import policy_pb2_grpc
-from aisuper_cli.catalog_cmd import Connection, connect, rpc_failed
 from aisuper_cli.catalog_view import credits, enum_label, listing_json, print_json
+from aisuper_cli.command_options import (
+    AsJson,
+    Connection,
+    connect,
+    data_dir_option,
+    key_file_option,
+    rpc_failed,
+    target_option,
+)
 from aisuper_cli.rpc import CALL_TIMEOUT_S
-from aisuper_cli.services import default_target
 
 programs_app = typer.Typer(
     name="programs",
@@ -45,31 +52,10 @@ class Kind(StrEnum):
 
 
 Target = Annotated[
-    str | None,
-    typer.Option(
-        "--target",
-        envvar="AISUPER_POLICY_TARGET",
-        help="host:port of policy (default: the platform running from --data-dir, "
-        f"else {default_target('policy')}).",
-        show_default=False,
-    ),
+    str | None, target_option("policy", envvar="AISUPER_POLICY_TARGET", called="policy")
 ]
-KeyFile = Annotated[
-    Path | None,
-    typer.Option(
-        "--key-file",
-        dir_okay=False,
-        help="A file holding the API key to call with (default: $AISUPER_API_KEY).",
-        show_default=False,
-    ),
-]
-DataDir = Annotated[
-    Path,
-    typer.Option(
-        "--data-dir", file_okay=False, help="The local platform whose policy to ask by default."
-    ),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output (protobuf JSON).")]
+KeyFile = Annotated[Path | None, key_file_option()]
+DataDir = Annotated[Path, data_dir_option(called="policy")]
 
 _SERVICE = "policy"
 

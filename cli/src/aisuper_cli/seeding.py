@@ -14,25 +14,32 @@ starts skip the calls; ``aisuper seed`` runs it on demand, also against a platfo
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shlex
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
-import yaml
-from google.protobuf.json_format import ParseDict, ParseError
 
 from aisuper.catalog.v1 import catalog_pb2 as pb
 from aisuper.catalog.v1 import catalog_pb2_grpc
-from aisuper_cli.platform_runner import PlatformError, UpView
-from aisuper_cli.rpc import CALL_TIMEOUT_S, CredentialError, describe_rpc_error, read_key_file
+from aisuper_cli.platform_runner import UpView
+from aisuper_cli.rpc import CALL_TIMEOUT_S
+from aisuper_cli.seed_files import (
+    CREATED,
+    PRESENT,
+    Progress,
+    SeedError,
+    SeedFile,
+    SeedReport,
+    load_entries,
+    marked_with,
+    operator_key,
+    seed_entries,
+    write_marker,
+)
 from aisuper_cli.state import Layout, PlatformState, load_state
 
 SHELF_RESOURCE = "seed/catalog.yaml"
@@ -45,13 +52,7 @@ _PER_LISTING = {
     grpc.StatusCode.OUT_OF_RANGE,
 }
 
-CREATED = "created"
 PUBLISHED = "published"
-PRESENT = "present"
-
-
-class SeedError(PlatformError):
-    """The shelf could not be read, or the catalog not be seeded at all."""
 
 
 def packaged_shelf() -> Traversable:
@@ -60,89 +61,36 @@ def packaged_shelf() -> Traversable:
 
 
 @dataclass(frozen=True)
-class Shelf:
-    listings: tuple[pb.Listing, ...]
-    #: Where it was read from.
-    source: str
-    sha256: str
-
+class Shelf(SeedFile[pb.Listing]):
     @property
-    def slugs(self) -> list[str]:
-        return [listing.slug for listing in self.listings]
+    def listings(self) -> tuple[pb.Listing, ...]:
+        return self.entries
 
 
 def load_shelf(path: Path | Traversable | None = None) -> Shelf:
     """Read and check a shelf file (default: the packaged one)."""
-    resource = path if path is not None else packaged_shelf()
-    source = str(resource)
-    try:
-        text = resource.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SeedError(f"cannot read the shelf {source}: {exc.strerror or exc}") from None
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SeedError(f"the shelf {source} is not valid YAML: {exc}") from None
-    entries = document.get("listings") if isinstance(document, dict) else None
-    if not isinstance(entries, list):
-        raise SeedError(f"the shelf {source} has no `listings:` list")
-    listings: list[pb.Listing] = []
-    seen: set[str] = set()
-    for number, entry in enumerate(entries, start=1):
-        where = f"the shelf {source}, listing {number}"
-        if not isinstance(entry, dict):
-            raise SeedError(f"{where} is not a mapping")
-        listing = pb.Listing()
-        try:
-            ParseDict(entry, listing)
-        except ParseError as exc:
-            raise SeedError(f"{where} ({entry.get('slug', '?')}): {exc}") from None
-        if not listing.slug:
-            raise SeedError(f"{where} has no slug")
-        if listing.slug in seen:
-            raise SeedError(f"{where}: the slug {listing.slug!r} is there twice")
-        seen.add(listing.slug)
-        listings.append(listing)
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return Shelf(listings=tuple(listings), source=source, sha256=digest)
+    loaded = load_entries(
+        path if path is not None else packaged_shelf(),
+        key="listings",
+        message_type=pb.Listing,
+        what="the shelf",
+        entry_name="listing",
+    )
+    return Shelf(entries=loaded.entries, source=loaded.source, sha256=loaded.sha256)
 
 
 @dataclass
-class SeedReport:
-    """What one seeding did, by slug."""
+class ShelfSeedReport(SeedReport):
+    """What one seeding of the shelf did, by slug."""
 
-    target: str
-    total: int
-    #: Created and published by this run.
-    created: list[str] = field(default_factory=list)
+    noun: ClassVar[str] = "listings"
+
     #: Drafts (of an interrupted run) published by this run.
     published: list[str] = field(default_factory=list)
-    #: Already on the shelf (published or deprecated): left alone.
-    present: list[str] = field(default_factory=list)
-    #: (slug, why) of the listings that could not be seeded.
-    failed: list[tuple[str, str]] = field(default_factory=list)
 
-    @property
-    def complete(self) -> bool:
-        return not self.failed
-
-    def summary(self) -> str:
-        text = (
-            f"{self.total} listings: {len(self.created)} added, "
-            f"{len(self.published)} drafts published, {len(self.present)} already there"
-        )
-        if self.failed:
-            text += f", {len(self.failed)} failed"
-        return text
-
-    def to_json(self) -> dict[str, Any]:
-        raw = asdict(self)
-        raw["failed"] = [{"slug": slug, "error": why} for slug, why in self.failed]
-        return raw
-
-
-#: Called after each listing: (listings done, total, slug).
-Progress = Callable[[int, int, str], None]
+    def outcomes(self) -> list[tuple[str, list[str], str]]:
+        created, present = super().outcomes()
+        return [created, (PUBLISHED, self.published, "drafts published"), present]
 
 
 async def _get(
@@ -205,69 +153,45 @@ async def seed_catalog(
     *,
     progress: Progress | None = None,
     per_call: float = CALL_TIMEOUT_S,
-) -> SeedReport:
+) -> ShelfSeedReport:
     """Put every listing of `shelf` on the catalog at `target` (idempotent, see the module).
 
-    A listing the catalog refuses is reported in `SeedReport.failed` and the others still go
-    on; a failure that is not about one listing (unreachable, bad credential) raises SeedError.
+    A listing the catalog refuses is reported in `ShelfSeedReport.failed` and the others still
+    go on; a failure that is not about one listing (unreachable, bad credential) raises
+    SeedError.
     """
-    report = SeedReport(target=target, total=len(shelf.listings))
-    metadata = (("authorization", f"Bearer {api_key}"),)
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = catalog_pb2_grpc.CatalogServiceStub(channel)
-        for done, listing in enumerate(shelf.listings, start=1):
-            try:
-                outcome = await _seed_one(stub, listing, metadata, per_call)
-            except grpc.aio.AioRpcError as exc:
-                why = describe_rpc_error(exc, service="the catalog", target=target)
-                if exc.code() not in _PER_LISTING:
-                    raise SeedError(f"seeding {listing.slug}: {why}") from None
-                report.failed.append((listing.slug, why))
-            else:
-                {CREATED: report.created, PUBLISHED: report.published, PRESENT: report.present}[
-                    outcome
-                ].append(listing.slug)
-            if progress is not None:
-                progress(done, report.total, listing.slug)
+    report = ShelfSeedReport(target=target, total=len(shelf.listings))
+    await seed_entries(
+        shelf.listings,
+        report,
+        api_key=api_key,
+        make_stub=catalog_pb2_grpc.CatalogServiceStub,
+        seed_one=_seed_one,
+        service="the catalog",
+        per_entry_codes=_PER_LISTING,
+        halt_prefix="seeding",
+        progress=progress,
+        per_call=per_call,
+    )
     return report
 
 
 # --- the data dir's record ------------------------------------------------------------------------
 
 
-def read_marker(layout: Layout) -> dict[str, Any] | None:
-    """What ``catalog.seeded.json`` says (None: not seeded, or unreadable)."""
-    try:
-        raw = json.loads(layout.seed_marker.read_text())
-    except (OSError, ValueError):
-        return None
-    return raw if isinstance(raw, dict) else None
-
-
 def seeded_already(layout: Layout, shelf: Shelf) -> bool:
     """Whether this very shelf was seeded into the data dir's catalog."""
-    marker = read_marker(layout)
-    return marker is not None and marker.get("shelf_sha256") == shelf.sha256
+    return marked_with(layout.seed_marker, "shelf_sha256", shelf.sha256)
 
 
-def write_marker(layout: Layout, shelf: Shelf, report: SeedReport) -> None:
-    marker = {
-        "seeded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+def write_shelf_marker(layout: Layout, shelf: Shelf, report: ShelfSeedReport) -> None:
+    record = {
         "shelf": shelf.source,
         "shelf_sha256": shelf.sha256,
         "listings": report.total,
         "catalog_target": report.target,
     }
-    tmp = layout.seed_marker.with_name(f".{layout.seed_marker.name}.tmp")
-    tmp.write_text(json.dumps(marker, indent=2) + "\n")
-    tmp.replace(layout.seed_marker)
-
-
-def operator_key(path: Path) -> str:
-    try:
-        return read_key_file(path)
-    except CredentialError as exc:
-        raise SeedError(f"no operator API key to seed with: {exc}") from None
+    write_marker(layout.seed_marker, record)
 
 
 async def seed_platform(
@@ -276,7 +200,7 @@ async def seed_platform(
     *,
     shelf: Shelf | None = None,
     progress: Progress | None = None,
-) -> tuple[Shelf, SeedReport]:
+) -> tuple[Shelf, ShelfSeedReport]:
     """Seed the catalog of the platform running from `layout` as its operator; record it in
     the data dir when every listing is there."""
     catalog = state.service("catalog")
@@ -286,7 +210,7 @@ async def seed_platform(
     key = operator_key(Path(state.operator_key_file or layout.operator_key_file))
     report = await seed_catalog(catalog.grpc_target, key, shelf, progress=progress)
     if report.complete:
-        write_marker(layout, shelf, report)
+        write_shelf_marker(layout, shelf, report)
     return shelf, report
 
 
@@ -320,7 +244,7 @@ async def seed_on_first_start(layout: Layout, state: PlatformState, view: UpView
     if report.complete:
         view.done("seed", f"shelf seeded: {report.summary()}")
     else:
-        failures = "; ".join(f"{slug}: {why}" for slug, why in report.failed)
+        failures = report.failures()
         view.failed("seed", f"shelf partly seeded ({report.summary()}): {failures}; {retry}")
 
 
@@ -331,7 +255,7 @@ async def seed_running(
     catalog_target: str | None = None,
     operator_key_file: Path | None = None,
     shelf_file: Path | None = None,
-) -> SeedReport:
+) -> ShelfSeedReport:
     """`aisuper seed`: seed the catalog at `catalog_target` (default: the one of the platform
     running from `layout`) with the operator key in `operator_key_file` (default: that
     platform's). Seeding the data dir's own platform with the packaged shelf is recorded
@@ -358,7 +282,7 @@ async def seed_running(
     report = await seed_catalog(target, key, shelf, progress=progress)
     if report.complete:
         if shelf_file is None and catalog is not None and target == catalog.grpc_target:
-            write_marker(layout, shelf, report)  # later `up`s need not seed this catalog
+            write_shelf_marker(layout, shelf, report)  # later `up`s need not seed this catalog
         view.done("seed", f"shelf seeded into {target}: {report.summary()}")
     else:
         view.failed("seed", f"shelf partly seeded into {target}: {report.summary()}")
