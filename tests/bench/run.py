@@ -1,9 +1,10 @@
-"""aisuper's benchmarks: identity's Authenticate RPC and the outbox relay.
+"""aisuper's benchmarks: identity's Authenticate RPC, the outbox relay, the catalog's reads.
 
-    uv run --frozen python tests/bench/run.py [--only authenticate|outbox] [--quick]
+    uv run --frozen python tests/bench/run.py [--only authenticate|outbox|catalog] [--quick]
 
 Prints a results table and a markdown block (for docs/benchmarks.md). What each benchmark
-measures is in its module (bench_authenticate.py, bench_outbox.py) and in docs/benchmarks.md.
+measures is in its module (bench_authenticate.py, bench_outbox.py, bench_catalog.py) and in
+docs/benchmarks.md.
 Progress goes to stderr. Exits 0 when the benchmarks ran, whether or not they met their goals;
 runs disturbed by other load on the machine are repeated, and flagged when they stay disturbed.
 
@@ -25,6 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_authenticate import CONCURRENCY, GOAL_RPS, AuthResult, bench_authenticate, bench_layers
+from bench_catalog import CONCURRENCY as CATALOG_CONCURRENCY
+from bench_catalog import GOAL_P99_MS, CatalogResult, bench_catalog
 from bench_common import (
     BENCH_CACHE,
     DEFAULT_ROUNDS,
@@ -36,7 +39,7 @@ from bench_common import (
 from bench_outbox import GOAL_EVENTS_PER_S, OutboxResult, bench_outbox
 
 
-def _flag(result: AuthResult | OutboxResult) -> str:
+def _flag(result: AuthResult | OutboxResult | CatalogResult) -> str:
     """Whether the reported (median) round was clean, and how many runs it took."""
     rounds = max(1, len(result.rounds))
     retried = f", {result.attempts - rounds} rerun" if result.attempts > rounds else ""
@@ -111,6 +114,59 @@ def outbox_rows(results: list[OutboxResult]) -> tuple[list[str], list[list[str]]
     return header, rows
 
 
+def _ms(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def catalog_rows(results: list[CatalogResult]) -> tuple[list[str], list[list[str]]]:
+    header = [
+        "database",
+        "caller",
+        "scenario",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "goal",
+        "calls",
+        "errors",
+        "1-caller p50 ms",
+        "query ms",
+        "server ms/call",
+        "db ms/call",
+        "server cores",
+        "db cores",
+        "client cores",
+        "others",
+        "run",
+        "p99 ms of each round",
+    ]
+    rows = [
+        [
+            r.database,
+            r.caller,
+            r.scenario,
+            f"{r.rps:,.0f}",
+            f"{r.p50_ms:.2f}",
+            f"{r.p99_ms:.2f}",
+            "met" if r.goal_met else "missed",
+            f"{r.requests:,}",
+            str(r.errors),
+            _ms(r.single_p50_ms),
+            _ms(r.query_ms),
+            f"{r.server_cpu_ms:.2f}",
+            f"{r.database_cpu_ms:.2f}" if r.database != "sqlite" else "(in server)",
+            f"{r.server_cores:.2f}",
+            f"{r.database_cores:.2f}" if r.database != "sqlite" else "(in server)",
+            f"{r.client_cores:.2f}",
+            f"{r.foreign_cores:.2f}",
+            _flag(r),
+            " / ".join(f"{v:.1f}" for v in r.rounds),
+        ]
+        for r in results
+    ]
+    return header, rows
+
+
 def text_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(c) for c in column) for column in zip(header, *rows, strict=True)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
@@ -120,7 +176,21 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    right = {"req/s", "p50 ms", "p99 ms", "errors", "events", "seconds", "events/s", "batch"}
+    right = {
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "events",
+        "seconds",
+        "events/s",
+        "batch",
+        "calls",
+        "1-caller p50 ms",
+        "query ms",
+        "server ms/call",
+        "db ms/call",
+    }
     lines = ["| " + " | ".join(header) + " |"]
     lines.append("| " + " | ".join("---:" if h in right else "---" for h in header) + " |")
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -133,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawTextHelpFormatter,
     )
-    parser.add_argument("--only", choices=["authenticate", "outbox"], help="run one benchmark")
+    parser.add_argument(
+        "--only", choices=["authenticate", "outbox", "catalog"], help="run one benchmark"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="short runs, fewer events, no repeats (a smoke test)"
     )
@@ -141,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         "--client",
         choices=["auto", "ghz", "python"],
         default="auto",
-        help="Authenticate's load generator: ghz (installed when missing), else grpc.aio",
+        help="Authenticate's and the catalog's load generator: ghz (installed when missing), "
+        "else grpc.aio",
     )
     parser.add_argument(
         "--no-layers",
@@ -152,12 +225,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--batch-sizes", default="500,2000", help="outbox relay batch sizes, comma-separated"
     )
-    parser.add_argument("--no-postgres", action="store_true", help="outbox on SQLite only")
+    parser.add_argument(
+        "--no-postgres", action="store_true", help="outbox and catalog on SQLite only"
+    )
+    parser.add_argument(
+        "--listings", type=int, help="catalog shelf size (default 100000; quick 10000)"
+    )
     parser.add_argument(
         "--profile",
         action="store_true",
         help="profile: the outbox relay with pyinstrument (uv run --with pyinstrument ...), "
-        "identity's server with py-spy (via uvx); into .build/bench/profiles",
+        "identity's and catalog's servers with py-spy (via uvx); into .build/bench/profiles",
     )
     parser.add_argument(
         "--rounds",
@@ -176,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     auth: list[AuthResult] = []
     layers: list[AuthResult] = []
     outbox: list[OutboxResult] = []
+    catalog: list[CatalogResult] = []
     notes: list[str] = []
     if args.only in (None, "authenticate"):
         auth = bench_authenticate(
@@ -201,6 +280,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         if profile_dir is not None:
             notes.append(f"pyinstrument profiles (text, HTML) in {profile_dir}")
+    if args.only in (None, "catalog"):
+        profile_dir = None
+        if args.profile:
+            profile_dir = BENCH_CACHE / "profiles"
+            profile_dir.mkdir(parents=True, exist_ok=True)
+        catalog, catalog_notes = bench_catalog(
+            quick=args.quick,
+            listings=args.listings,
+            client=args.client,
+            rounds=rounds,
+            databases=["sqlite"] if args.no_postgres else None,
+            profile_dir=profile_dir,
+        )
+        notes += catalog_notes
     if args.profile:
         notes.append(
             "profiled run: the profilers slow the measured processes down, so these figures "
@@ -254,6 +347,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"\n{title}\n{text_table(header, rows)}", file=out)
         markdown += ["", f"**{title}**", "", markdown_table(header, rows)]
+    if catalog:
+        header, rows = catalog_rows(catalog)
+        title = (
+            f"Catalog reads on {catalog[0].listings:,} listings: {CATALOG_CONCURRENCY} "
+            f"concurrent callers, one server process, page_size 20 (goal p99 ≤ {GOAL_P99_MS:g} "
+            f"ms); {', '.join(sorted(set(catalog[0].notes)))}"
+        )
+        print(f"\n{title}\n{text_table(header, rows)}", file=out)
+        markdown += ["", f"**{title}**", "", markdown_table(header, rows)]
     for note in notes:
         print(f"note: {note}", file=out)
         markdown.append(f"\nNote: {note}")
@@ -268,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
                     "authenticate": [asdict(r) for r in auth],
                     "authenticate_layers": [asdict(r) for r in layers],
                     "outbox": [asdict(r) for r in outbox],
+                    "catalog": [asdict(r) for r in catalog],
                     "notes": notes,
                 },
                 indent=2,
