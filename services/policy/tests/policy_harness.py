@@ -89,7 +89,7 @@ class Policy:
                 raise
             return True
 
-        await eventually(known, within_s=20, every_s=0.05)
+        await eventually(known, within_s=60, every_s=0.05)
 
     async def verify(self, org: Org) -> None:
         await self.identity.stub.VerifyOrganization(
@@ -129,12 +129,16 @@ def policy_settings(
     broker: BrokerUnderTest, database_url: str, identity: Identity, **overrides: Any
 ) -> PolicySettings:
     return PolicySettings(
+        # Its own consumer group per test: Tansu is slow to let a new member into
+        # a group that earlier tests' instances left.
+        service_name=unique("policy"),
         database_url=database_url,
         identity_target=identity.address,
         kafka_bootstrap=broker.bootstrap,
         kafka_idempotence=broker.idempotence,
         kafka_fetch_max_wait_ms=50,
-        kafka_session_timeout_ms=6000,
+        # Tansu takes half the session timeout to (re)join a group: keep joins short.
+        kafka_session_timeout_ms=2000,
         grpc_port=0,
         **overrides,
     )

@@ -53,7 +53,7 @@ async def serve(settings: PolicySettings, host: ServiceHost | None = None) -> No
     host.background(expire_reservations)
     async with channel(settings.identity_target) as identity:
         resolver = remote_resolver(identity, settings)
-        host.subscribe(events.subscriptions(db, api, resolver.cache))
+        host.subscribe(events.subscriptions(db, api, resolver.cache, settings.service_name))
         interceptor = CallInterceptor(resolver, default_deadline_s=settings.default_deadline_s)
         service = Service(SERVICE, api, policy_pb2_grpc.add_PolicyServiceServicer_to_server)
         await host.run([service], interceptor)

@@ -87,7 +87,11 @@ ACCESS_REVOKED = EventType(
 )
 
 
-def subscriptions(db: Database, api: PolicyApi, cache: AuthCache) -> list[Subscription]:
+def subscriptions(
+    db: Database, api: PolicyApi, cache: AuthCache, group: str = "policy"
+) -> list[Subscription]:
+    """`group` is the consumer group: the service's name (replicas share the work)."""
+
     async def on_organization(event: Event[Any], session: AsyncSession | None) -> None:
         assert session is not None  # a grouped subscription with a database
         await api.learn_organization(session, event.data)
@@ -103,7 +107,7 @@ def subscriptions(db: Database, api: PolicyApi, cache: AuthCache) -> list[Subscr
             topic=ORGANIZATIONS_TOPIC,
             types=(ORGANIZATION_REGISTERED, ORGANIZATION_VERIFIED, ORGANIZATION_SUSPENDED),
             handler=on_organization,
-            group="policy",
+            group=group,
             db=db,
         ),
         Subscription(
@@ -117,7 +121,7 @@ def subscriptions(db: Database, api: PolicyApi, cache: AuthCache) -> list[Subscr
                 ACCESS_REVOKED,
             ),
             handler=on_listing,
-            group="policy",
+            group=group,
             db=db,
         ),
     ]

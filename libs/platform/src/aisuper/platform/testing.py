@@ -48,13 +48,36 @@ class BrokerUnderTest:
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerUnderTest]:
+def session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerUnderTest]:
+    """The broker of the whole test session: external, or started here."""
     external = os.environ.get("AISUPER_TEST_KAFKA_BOOTSTRAP")
     if external:
         yield BrokerUnderTest(external, os.environ.get("AISUPER_TEST_BROKER_KIND", "apache-kafka"))
         return
     prefer = cast(BrokerPreference, os.environ.get("AISUPER_TEST_BROKER", "auto"))
     embedded = start_embedded_broker_sync(tmp_path_factory.mktemp("broker"), prefer=prefer)
+    try:
+        yield BrokerUnderTest(embedded.bootstrap, embedded.kind)
+    finally:
+        embedded.stop_sync()
+
+
+@pytest.fixture(scope="module")
+def broker(
+    session_broker: BrokerUnderTest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrokerUnderTest]:
+    """The broker a test module runs against.
+
+    Apache Kafka serves the whole session. Tansu's fetches slow down as its
+    partitions fill (time grows with the number of record batches, until a
+    consumer reading from the start gets nothing within 30 s), and the suite
+    writes tens of thousands of events: so under an embedded Tansu every test
+    module gets a fresh, empty one.
+    """
+    if session_broker.kind != "tansu" or os.environ.get("AISUPER_TEST_KAFKA_BOOTSTRAP"):
+        yield session_broker
+        return
+    embedded = start_embedded_broker_sync(tmp_path_factory.mktemp("broker"), prefer="tansu")
     try:
         yield BrokerUnderTest(embedded.bootstrap, embedded.kind)
     finally:
