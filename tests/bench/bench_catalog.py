@@ -783,8 +783,9 @@ def bench_catalog(
     if ghz is None and client == "ghz":
         raise RuntimeError("ghz is not available (no Go toolchain to install it with)")
     if ghz is None:
-        log("ghz not available: using the pure-Python grpc.aio client")
-        notes.append("catalog: ghz missing, the pure-Python client measured (it is the limit)")
+        why = "--client python" if client == "python" else "ghz not available"
+        log(f"{why}: using the pure-Python grpc.aio client")
+        notes.append(f"catalog: {why}: the pure-Python client measured (it is the limit)")
     cache = cached_sqlite_shelf(n)
     global _deadline
     _deadline = time.monotonic() + TIME_BUDGET_S
