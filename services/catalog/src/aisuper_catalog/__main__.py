@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from aisuper.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from aisuper.platform.grpc_client import channel
 from aisuper.platform.grpc_server import CallInterceptor, Service
-from aisuper.platform.host import ServiceHost
+from aisuper.platform.host import ServiceHost, run_service
 from aisuper.platform.identity_client import remote_resolver
-from aisuper.platform.logging import configure_logging
-from aisuper.platform.telemetry import configure_telemetry
 from aisuper_catalog import events
 from aisuper_catalog.api import CatalogApi
 from aisuper_catalog.settings import CatalogSettings
@@ -42,15 +39,7 @@ async def serve(settings: CatalogSettings, host: ServiceHost | None = None) -> N
 
 
 def main() -> None:
-    settings = CatalogSettings()
-    configure_logging(settings.service_name, level=settings.log_level, json=settings.log_json)
-    telemetry = configure_telemetry(
-        settings.service_name, metrics_port=settings.metrics_port, metrics_host=settings.grpc_host
-    )
-    try:
-        asyncio.run(serve(settings))
-    finally:
-        telemetry.shutdown()
+    run_service(CatalogSettings(), serve)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aisuper.catalog.v1 import catalog_pb2 as pb
@@ -30,6 +29,7 @@ from aisuper.platform.errors import (
 from aisuper.platform.events.outbox import Outbox
 from aisuper.platform.idempotency import idempotent
 from aisuper.platform.ids import new_id
+from aisuper.platform.timestamps import timestamp as _ts
 from aisuper_catalog import domain, search_text, store
 from aisuper_catalog.domain import Viewer
 
@@ -52,14 +52,6 @@ _DECISION_EVENTS: dict[int, Any] = {
     pb.ACCESS_REQUEST_STATE_REJECTED: events_pb2.AccessRejected,
     pb.ACCESS_REQUEST_STATE_REVOKED: events_pb2.AccessRevoked,
 }
-
-
-def _ts(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def _full(row: store.ListingRow | store.ListingRevision) -> pb.Listing:

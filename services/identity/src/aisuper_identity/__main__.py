@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from pathlib import Path
 
 from aisuper.identity.v1 import identity_pb2, identity_pb2_grpc
 from aisuper.platform.auth import AuthCache, CredentialResolver, JwtVerifier
 from aisuper.platform.grpc_server import CallInterceptor, Service
-from aisuper.platform.host import ServiceHost
-from aisuper.platform.logging import configure_logging
-from aisuper.platform.telemetry import configure_telemetry
+from aisuper.platform.host import ServiceHost, run_service
 from aisuper_identity import events
 from aisuper_identity.api import IdentityApi
 from aisuper_identity.authn import LocalApiKeys
@@ -63,15 +60,7 @@ async def serve(settings: IdentitySettings, host: ServiceHost | None = None) -> 
 
 
 def main() -> None:
-    settings = IdentitySettings()
-    configure_logging(settings.service_name, level=settings.log_level, json=settings.log_json)
-    telemetry = configure_telemetry(
-        settings.service_name, metrics_port=settings.metrics_port, metrics_host=settings.grpc_host
-    )
-    try:
-        asyncio.run(serve(settings))
-    finally:
-        telemetry.shutdown()
+    run_service(IdentitySettings(), serve)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aisuper.identity.v1 import events_pb2, identity_pb2, identity_pb2_grpc
@@ -17,18 +16,11 @@ from aisuper.platform.events.outbox import Outbox
 from aisuper.platform.idempotency import idempotent
 from aisuper.platform.identity_client import principal_to_proto
 from aisuper.platform.ids import new_id
+from aisuper.platform.timestamps import timestamp as _ts
 from aisuper_identity import domain, store
 from aisuper_identity.tokens import TokenIssuer
 
 Context = Any  # grpc.aio.ServicerContext: handlers never touch it
-
-
-def _ts(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def organization_proto(org: store.Organization) -> identity_pb2.Organization:

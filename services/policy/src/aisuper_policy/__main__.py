@@ -9,10 +9,8 @@ from pathlib import Path
 
 from aisuper.platform.grpc_client import channel
 from aisuper.platform.grpc_server import CallInterceptor, Service
-from aisuper.platform.host import ServiceHost
+from aisuper.platform.host import ServiceHost, run_service
 from aisuper.platform.identity_client import remote_resolver
-from aisuper.platform.logging import configure_logging
-from aisuper.platform.telemetry import configure_telemetry
 from aisuper.policy.v1 import policy_pb2, policy_pb2_grpc
 from aisuper_policy import events, store
 from aisuper_policy.api import PolicyApi
@@ -60,15 +58,7 @@ async def serve(settings: PolicySettings, host: ServiceHost | None = None) -> No
 
 
 def main() -> None:
-    settings = PolicySettings()
-    configure_logging(settings.service_name, level=settings.log_level, json=settings.log_json)
-    telemetry = configure_telemetry(
-        settings.service_name, metrics_port=settings.metrics_port, metrics_host=settings.grpc_host
-    )
-    try:
-        asyncio.run(serve(settings))
-    finally:
-        telemetry.shutdown()
+    run_service(PolicySettings(), serve)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aisuper.identity.v1 import events_pb2 as identity_events
@@ -24,6 +23,7 @@ from aisuper.platform.errors import (
 from aisuper.platform.events.outbox import Outbox
 from aisuper.platform.idempotency import idempotent
 from aisuper.platform.ids import new_id
+from aisuper.platform.timestamps import timestamp as _ts
 from aisuper.policy.v1 import events_pb2, policy_pb2_grpc
 from aisuper.policy.v1 import policy_pb2 as pb
 from aisuper_policy import domain, store
@@ -33,14 +33,6 @@ from aisuper_policy.governance_api import GovernanceApi
 Context = Any  # grpc.aio.ServicerContext: handlers never touch it
 
 _OUTPUT_ONLY = ("id", "revision", "create_time", "update_time")
-
-
-def _ts(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def facts_of(row: store.OrganizationRow, now: datetime) -> pb.OrganizationFacts:

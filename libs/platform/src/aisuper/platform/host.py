@@ -24,9 +24,10 @@ from aisuper.platform.events.consumer import EventConsumers, Subscription
 from aisuper.platform.events.envelope import EventCatalog
 from aisuper.platform.events.outbox import Outbox, OutboxRelay, kafka_producer
 from aisuper.platform.grpc_server import CallInterceptor, GrpcServer, Service
+from aisuper.platform.logging import configure_logging
 from aisuper.platform.migrations import migrate
 from aisuper.platform.settings import ServiceSettings
-from aisuper.platform.telemetry import instrument_sqlalchemy
+from aisuper.platform.telemetry import configure_telemetry, instrument_sqlalchemy
 from aisuper.platform.topics import apply_topics, find_topics_file, load_topics
 
 log = logging.getLogger(__name__)
@@ -139,3 +140,17 @@ class ServiceHost:
                 await producer.stop()
             for db in self._databases:
                 await db.dispose()
+
+
+def run_service(
+    settings: ServiceSettings, serve: Callable[[Any], Coroutine[Any, Any, None]]
+) -> None:
+    """A service's `main`: logging and telemetry from its settings, then `serve` until stopped."""
+    configure_logging(settings.service_name, level=settings.log_level, json=settings.log_json)
+    telemetry = configure_telemetry(
+        settings.service_name, metrics_port=settings.metrics_port, metrics_host=settings.grpc_host
+    )
+    try:
+        asyncio.run(serve(settings))
+    finally:
+        telemetry.shutdown()
